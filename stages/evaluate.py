@@ -1,0 +1,65 @@
+"""Stage ``evaluate``: the only stage that reads the test split.
+
+Writes accuracy, the majority-class rate, per-level sensitivity and PPV, and the confusion matrix
+(rows: true level, columns: predicted level) to ``metrics/evaluate.json``, and one row per test
+image to ``metrics/plots/test_predictions.csv`` for ``dvc plots`` (confusion matrix).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from stages.common.io import read_table, write_csv, write_json
+from stages.common.params import load_params
+from stages.training.setup import make_deterministic
+
+LEVEL_NAMES = ("Level 1", "Level 2")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--images", type=Path, default=Path("data/images"))
+    parser.add_argument("--model", type=Path, default=Path("models/finetune/model.weights.h5"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"))
+    parser.add_argument("--predictions", type=Path, default=Path("metrics/plots/test_predictions.csv"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+
+    from stages import finetune
+    from stages.evaluation.classification import classification_report
+    from stages.models import load_model
+    from stages.training.data import evaluation_dataset
+    from stages.training.fit import predict_proba
+
+    make_deterministic(int(params["train"]["seed"]))
+    table = read_table(args.tables / "split.csv")
+    test = table[table.split == "test"].reset_index(drop=True)
+    if test.empty:
+        raise SystemExit("evaluate: the test split is empty")
+    model = load_model(params["model"], len(finetune.CLASS_NAMES), finetune.HEAD, args.model)
+    targets = finetune.level_targets(test.airspace_level)
+    probabilities = predict_proba(model, evaluation_dataset(
+        args.images, list(test.image_path), targets, int(params["finetune"]["batch_size"])))
+    predicted = probabilities.argmax(axis=1)
+    report = classification_report(targets, predicted, LEVEL_NAMES, range(len(LEVEL_NAMES)))
+    write_json(args.metrics, {
+        "data_source": params["data"]["source"], "model": params["model"]["name"],
+        "split": "test", "patients": int(test.patient_id.nunique()), **report})
+    predictions = pd.DataFrame({
+        "image_id": test.image_id,
+        "actual": [LEVEL_NAMES[t] for t in targets],
+        "predicted": [LEVEL_NAMES[p] for p in predicted],
+        "probability_level2": probabilities[:, 1].round(6),
+    })
+    write_csv(args.predictions, predictions)
+    print(f"evaluate: test accuracy {report['accuracy']} (majority-class rate "
+          f"{report['majority_class_rate']}) on {report['n']} images")
+
+
+if __name__ == "__main__":
+    main()

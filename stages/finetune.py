@@ -1,0 +1,90 @@
+"""Stage ``finetune``: transfer the pretrained backbone and train the severity head.
+
+The paper's protocol: the backbone's weights (by layer name) plus a new head (a dense layer and a
+2-way severity layer), Adam, batch balancing (every batch holds as many Level 1 as Level 2
+images) and augmentation (translation +-10%, rotation +-10 degrees, horizontal flip, zoom +-15%,
+intensity +-10%). Model selection uses the validation split only; the test split is left for
+``evaluate``. Per-epoch curves go to DVCLive for ``dvc plots``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from stages.common.io import read_table, write_json
+from stages.common.params import load_params
+from stages.training.setup import get_strategy, make_deterministic
+
+HEAD = "severity"
+CLASS_NAMES = ("level1", "level2")
+
+
+def level_targets(levels) -> list[int]:
+    """Airspace level 1/2 -> class index 0/1."""
+    return [int(level) - 1 for level in levels]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--images", type=Path, default=Path("data/images"))
+    parser.add_argument("--pretrained", type=Path, default=Path("models/pretrain/model.weights.h5"))
+    parser.add_argument("--model-out", type=Path, default=Path("models/finetune/model.weights.h5"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/finetune.json"))
+    parser.add_argument("--live", type=Path, default=Path("metrics/finetune_curves"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    cfg, model_params = params["finetune"], params["model"]
+
+    import keras
+    from dvclive import Live
+
+    from stages import pretrain
+    from stages.models import build_model, load_model, save_weights
+    from stages.models.transfer import transfer_by_name
+    from stages.training.augment import AugmentConfig
+    from stages.training.data import balanced_dataset, evaluation_dataset
+    from stages.training.fit import fit
+
+    seed = int(params["train"]["seed"])
+    make_deterministic(seed)
+    table = read_table(args.tables / "split.csv")
+    train, val = table[table.split == "train"], table[table.split == "val"]
+    if train.airspace_level.nunique() < 2 or val.empty:
+        raise SystemExit("finetune: the train split needs both levels and the val split must not be empty")
+    batch = int(cfg["batch_size"])
+    train_data = balanced_dataset(args.images, list(train.image_path), level_targets(train.airspace_level),
+                                  batch, seed=seed, augment=AugmentConfig.from_params(cfg["augment"]))
+    val_data = evaluation_dataset(args.images, list(val.image_path), level_targets(val.airspace_level), batch)
+
+    with get_strategy(params["train"]["strategy"]).scope():
+        backbone = load_model(model_params, len(pretrain.CLASS_NAMES), pretrain.HEAD, args.pretrained)
+        model = build_model(model_params, n_classes=len(CLASS_NAMES), head=HEAD)
+        copied = transfer_by_name(backbone, model, head_prefixes=(f"{HEAD}_", f"{pretrain.HEAD}_"))
+        model.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps = max(1, math.ceil(len(train) / batch))
+    print(f"finetune: {len(copied)} backbone layers transferred by name; {len(train)} train / "
+          f"{len(val)} val images, {steps} balanced steps x {cfg['epochs']} epochs", file=sys.stderr)
+    live = Live(str(args.live), save_dvc_exp=False, dvcyaml=False, report=None)
+    result = fit(model, train_data, steps, int(cfg["epochs"]), validation_data=val_data, live=live,
+                 verbose=1 if sys.stderr.isatty() else 2)
+    live.end()
+    save_weights(model, args.model_out)
+    write_json(args.metrics, {
+        "data_source": params["data"]["source"],
+        "model": model_params["name"], "parameters": int(model.count_params()),
+        "transferred_layers": len(copied), "train_images": int(len(train)), "val_images": int(len(val)),
+        "epochs": int(cfg["epochs"]), "selected_epoch": result.best_epoch,
+        "selected_by": "val_accuracy (ties: lower val_loss)",
+        "selected": {k: round(v, 6) for k, v in sorted(result.best.items())},
+    })
+    print(f"finetune: selected epoch {result.best_epoch}: {result.best}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Stage ``group``: readers' airspace labels -> one grade per study -> Level 1 / Level 2 per image.
+
+The paper's grouping: Mild (1-2 zones) -> Level 1; Moderate (3-4) and Severe (>4) -> Level 2;
+``Invalid Study`` or no airspace grading -> excluded. Readers vote with their level (an
+``Invalid Study`` label is a vote too); the majority wins and ``group.tie_break`` settles a tie:
+``first`` (the tied candidate whose first vote comes first in the export, COVID-Net's rule),
+``higher`` (the more severe level) or ``lower``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from stages import schema
+from stages.common.io import read_table, write_csv, write_json
+from stages.common.params import load_params
+from stages.sources.mdai import read_reader_labels
+
+TIE_BREAKS = ("first", "higher", "lower")
+INVALID_VOTE = "invalid"
+
+
+def _vote(grade: str) -> int | str:
+    return INVALID_VOTE if grade == "invalid" else schema.LEVEL_OF_GRADE[grade]
+
+
+def resolve_study(grades: list[str], tie_break: str) -> tuple[int | str, str]:
+    """Majority level over one study's reader grades (in export order) and its study grade.
+
+    Returns (level or "invalid", grade) where grade is the most common grade among the readers
+    who voted for the winning level (ties: the earliest).
+    """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"group.tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    votes = [_vote(g) for g in grades]
+    counts = Counter(votes)
+    best = max(counts.values())
+    tied = [v for v in dict.fromkeys(votes) if counts[v] == best]  # export order, deduplicated
+    if len(tied) == 1 or tie_break == "first":
+        winner = tied[0]
+    else:
+        levels = [v for v in tied if v != INVALID_VOTE]
+        # A tie between a grade and "invalid" keeps the grade: a reader did grade the study.
+        winner = (max(levels) if tie_break == "higher" else min(levels)) if levels else INVALID_VOTE
+    if winner == INVALID_VOTE:
+        return winner, "invalid"
+    grade_counts = Counter(g for g, v in zip(grades, votes) if v == winner)
+    top = max(grade_counts.values())
+    grade = next(g for g in grades if grade_counts.get(g) == top and _vote(g) == winner)
+    return winner, grade
+
+
+def study_grades(readers: pd.DataFrame, tie_break: str) -> pd.DataFrame:
+    """One row per study that has airspace labels: n_readers, reader_grades, level, grade."""
+    airspace = readers[readers.label_name.isin(schema.AIRSPACE_LABELS)]
+    airspace = airspace.sort_values("annotation_index", kind="stable")
+    rows = []
+    for study_uid, group in airspace.groupby("study_uid", sort=True):
+        grades = [schema.GRADE_OF_LABEL[name] for name in group.label_name]
+        level, grade = resolve_study(grades, tie_break)
+        rows.append({
+            "study_uid": study_uid,
+            "n_readers": group.reader_id.nunique(),
+            "reader_grades": ";".join(grades),
+            "study_grade": grade,
+            "level": level,
+        })
+    return pd.DataFrame(rows, columns=["study_uid", "n_readers", "reader_grades", "study_grade", "level"])
+
+
+def group_labels(images: pd.DataFrame, readers: pd.DataFrame,
+                 tie_break: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label every image of a validly graded study; list every excluded study with its reason."""
+    studies = study_grades(readers, tie_break)
+    merged = images.merge(studies, on="study_uid", how="left")
+    graded = merged["level"].notna() & (merged["level"] != INVALID_VOTE)
+    labels = merged[graded].copy()
+    labels["airspace_level"] = labels["level"].astype(int)
+    labels["n_readers"] = labels["n_readers"].astype(int)
+    labels = labels.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+    excluded = merged[~graded].drop_duplicates("study_uid").copy()
+    excluded["reason"] = excluded["level"].map(
+        lambda v: "invalid study (reader majority)" if v == INVALID_VOTE else "no airspace grading")
+    excluded = excluded.sort_values("study_uid", kind="stable").reset_index(drop=True)
+    return labels[schema.LABEL_COLUMNS], excluded[schema.EXCLUDED_STUDY_COLUMNS]
+
+
+def cohort_summary(labels: pd.DataFrame, excluded: pd.DataFrame) -> dict:
+    summary = {
+        "images": int(len(labels)),
+        "patients": int(labels.patient_id.nunique()),
+        "studies": int(labels.study_uid.nunique()),
+        "excluded_studies": {reason: int(n) for reason, n in excluded.reason.value_counts().sort_index().items()},
+    }
+    for level in schema.LEVELS:
+        subset = labels[labels.airspace_level == level]
+        summary[f"level{level}"] = {"images": int(len(subset)), "patients": int(subset.patient_id.nunique())}
+    summary["readers_unanimous_fraction"] = round(float(
+        labels.drop_duplicates("study_uid").reader_grades.map(
+            lambda g: len({_vote(x) for x in g.split(";")}) == 1).mean()), 4) if len(labels) else 0.0
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/cohort.json"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    images = read_table(args.tables / "severity_images.csv")
+    readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
+    labels, excluded = group_labels(images, readers, params["group"]["tie_break"])
+    if labels.empty:
+        raise SystemExit("group: no image has a valid airspace grade; nothing to train on")
+    write_csv(args.tables / "labels.csv", labels, schema.LABEL_COLUMNS)
+    write_csv(args.tables / "excluded_studies.csv", excluded, schema.EXCLUDED_STUDY_COLUMNS)
+    summary = {"data_source": params["data"]["source"], **cohort_summary(labels, excluded)}
+    write_json(args.metrics, summary)
+    print(f"group: {summary['images']} labelled images of {summary['patients']} patients; "
+          f"level1 {summary['level1']}, level2 {summary['level2']}; excluded {summary['excluded_studies']}")
+
+
+if __name__ == "__main__":
+    main()

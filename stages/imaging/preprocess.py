@@ -1,0 +1,30 @@
+"""The paper's preprocessing: crop the top 8% (burned-in text), resize to a square input."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def crop_top(image: np.ndarray, fraction: float) -> np.ndarray:
+    """Drop the top ``fraction`` of rows, where scanners burn in text and markers."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"crop fraction must be in [0, 1), got {fraction}")
+    return image[int(round(image.shape[0] * fraction)):]
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a float [0, 1] image to size x size (aspect not kept, as in COVID-Net)."""
+    resized = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize(
+        (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
+    return np.asarray(resized, dtype=np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def preprocess(image: np.ndarray, size: int, crop_top_fraction: float = 0.08) -> np.ndarray:
+    """Display image in [0, 1] -> model-ready uint8 size x size."""
+    return to_uint8(resize_square(crop_top(image, crop_top_fraction), size))

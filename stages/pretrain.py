@@ -1,0 +1,79 @@
+"""Stage ``pretrain``: train the backbone on the COVIDx-style cohort (COVID-19 positive/negative).
+
+The paper fine-tunes from a COVID-Net backbone trained on over 16,000 CXR images (COVIDx 8B). The
+backbone learns here with its own 2-way head (``covidx_*`` layers), on the ``train`` list; the
+held-out ``test`` list gives the pretraining metrics. Only layers outside the head move on to
+``finetune``, by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from stages.common.io import read_table, write_json
+from stages.common.params import load_params
+from stages.training.setup import get_strategy, make_deterministic
+
+HEAD = "covidx"
+CLASS_NAMES = ("negative", "positive")
+
+
+def covidx_targets(labels) -> list[int]:
+    return [CLASS_NAMES.index(label) for label in labels]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--images", type=Path, default=Path("data/images"))
+    parser.add_argument("--model-out", type=Path, default=Path("models/pretrain/model.weights.h5"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/pretrain.json"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    cfg, model_params = params["pretrain"], params["model"]
+
+    import keras
+
+    from stages.evaluation.classification import classification_report
+    from stages.models import build_model, save_weights
+    from stages.training.data import evaluation_dataset, shuffled_dataset
+    from stages.training.fit import fit, predict_proba
+
+    make_deterministic(int(params["train"]["seed"]))
+    table = read_table(args.tables / "pretrain_images.csv")
+    train, test = table[table.list == "train"], table[table.list == "test"]
+    if train.empty or test.empty:
+        raise SystemExit(f"pretrain: need both COVIDx lists; got {len(train)} train and {len(test)} test images")
+    batch = int(cfg["batch_size"])
+    train_data = shuffled_dataset(args.images, list(train.image_path), covidx_targets(train.label),
+                                  batch, seed=int(params["train"]["seed"]))
+    test_data = evaluation_dataset(args.images, list(test.image_path), covidx_targets(test.label), batch)
+
+    with get_strategy(params["train"]["strategy"]).scope():
+        model = build_model(model_params, n_classes=len(CLASS_NAMES), head=HEAD)
+        model.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps = max(1, math.ceil(len(train) / batch))
+    print(f"pretrain: {model.name} {model.count_params():,} parameters, {len(train)} train images, "
+          f"{steps} steps x {cfg['epochs']} epochs", file=sys.stderr)
+    result = fit(model, train_data, steps, int(cfg["epochs"]), verbose=1 if sys.stderr.isatty() else 2)
+
+    predicted = predict_proba(model, test_data).argmax(axis=1)
+    report = classification_report(covidx_targets(test.label), predicted, CLASS_NAMES, range(len(CLASS_NAMES)))
+    save_weights(model, args.model_out)
+    write_json(args.metrics, {
+        "data_source": params["data"]["source"],
+        "model": model_params["name"], "parameters": int(model.count_params()),
+        "train_images": int(len(train)), "epochs": int(cfg["epochs"]),
+        "final_train": {k: v[-1] for k, v in result.history.items()},
+        "test": report,
+    })
+    print(f"pretrain: test accuracy {report['accuracy']} on {report['n']} images", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Table schemas and on-disk layout shared by every stage.
+
+Every data source (the synthetic phantom, RSNA RICORD 1c, COVIDx) writes the same raw layout and
+every stage reads and writes the tables below, so a stage never needs to know where the data came
+from. Column order here is the order written to CSV.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------
+# Raw layout under ``data/raw`` (written by ``acquire``; never modified afterwards)
+#
+#   ricord/images/**/*.dcm           DICOM radiographs (any sub-folder layout; found recursively)
+#   ricord/annotations.json          one MD.ai export (labelGroups / datasets / annotations)
+#   covidx/images/<filename>         PNG/JPEG pretraining images
+#   covidx/train.txt, covidx/test.txt  COVIDx label lists: ``patient_id filename label source``
+#   SOURCE.json                       which source wrote the folder and with which settings
+#   synthetic_truth/*.csv             synthetic source only: the planted truth, for tests
+# ---------------------------------------------------------------------------------------------
+RICORD_DIR = "ricord"
+RICORD_IMAGES_DIR = "ricord/images"
+RICORD_ANNOTATIONS = "ricord/annotations.json"
+COVIDX_DIR = "covidx"
+COVIDX_IMAGES_DIR = "covidx/images"
+COVIDX_LISTS = {"train": "covidx/train.txt", "test": "covidx/test.txt"}
+SOURCE_MANIFEST = "SOURCE.json"
+SYNTHETIC_TRUTH_DIR = "synthetic_truth"
+
+# Labels of the RICORD airspace label group, exactly as in the MD.ai export (two spaces in Mild).
+MILD = "Mild Opacities  (1-2 lung zones)"
+MODERATE = "Moderate Opacities (3-4 lung zones)"
+SEVERE = "Severe Opacities (>4 lung zones)"
+INVALID = "Invalid Study"
+AIRSPACE_LABELS = (MILD, MODERATE, SEVERE, INVALID)
+AIRSPACE_GROUP = "Airspace Disease Grading"
+CLASSIFICATION_LABELS = (
+    "Typical Appearance",
+    "Indeterminate Appearance",
+    "Atypical Appearance",
+    "Negative for Pneumonia",
+)
+CLASSIFICATION_GROUP = "Classification"
+
+# Study grade names used inside the pipeline, and their airspace level (the paper's grouping).
+GRADE_OF_LABEL = {MILD: "mild", MODERATE: "moderate", SEVERE: "severe", INVALID: "invalid"}
+LEVEL_OF_GRADE = {"mild": 1, "moderate": 2, "severe": 2}
+LEVELS = (1, 2)
+
+VIEWS = ("AP", "PA", "UNKNOWN")
+SPLITS = ("train", "val", "test")
+COVIDX_CLASSES = ("positive", "negative")
+
+# ---------------------------------------------------------------------------------------------
+# Tables (CSV under data/tables)
+# ---------------------------------------------------------------------------------------------
+# ingest -> severity_images.csv: one row per RICORD-style radiograph that decoded.
+SEVERITY_IMAGE_COLUMNS = [
+    "image_id",  # MIDRC-RICORD-1C-{patient}-{last 5 of StudyInstanceUID}-{i}
+    "patient_id",
+    "study_uid",
+    "series_uid",
+    "sop_uid",
+    "raw_path",  # relative to data/raw
+    "image_path",  # relative to the processed image folder
+    "modality",
+    "view",
+    "rows",
+    "columns",
+    "photometric",
+    "bits_stored",
+    "transfer_syntax",
+    "source",
+]
+# ingest -> pretrain_images.csv: one row per COVIDx-style image that decoded.
+PRETRAIN_IMAGE_COLUMNS = [
+    "image_id",
+    "patient_id",
+    "filename",
+    "label",  # positive | negative
+    "covidx_source",
+    "list",  # train | test (which COVIDx list named it)
+    "raw_path",
+    "image_path",
+    "rows",
+    "columns",
+    "source",
+]
+# ingest -> rejects.csv: files that could not be used, and why.
+REJECT_COLUMNS = ["raw_path", "cohort", "reason"]
+
+# group -> labels.csv: one row per labelled severity image.
+LABEL_COLUMNS = [
+    "image_id",
+    "patient_id",
+    "study_uid",
+    "n_readers",
+    "reader_grades",  # ';'-joined grades in annotation order
+    "study_grade",  # mild | moderate | severe
+    "airspace_level",  # 1 | 2
+]
+# group -> excluded_studies.csv
+EXCLUDED_STUDY_COLUMNS = ["study_uid", "patient_id", "reason"]
+
+# split -> split.csv
+SPLIT_COLUMNS = ["image_id", "patient_id", "split", "airspace_level", "image_path"]

@@ -1,0 +1,48 @@
+"""Read COVIDx label lists (``train_COVIDx8B.txt`` / ``test_COVIDx8B.txt`` and the phantom's).
+
+Each line is ``patient_id filename label source``, space separated. The SIRM patient ids contain
+a space (``COVID 12 COVID(12).png positive sirm`` has 5 fields), which breaks the usual
+``line.split()`` parsing, so the last three fields are taken from the right and everything
+before them is the patient id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from stages import schema
+
+COVIDX_LIST_COLUMNS = ["patient_id", "filename", "label", "covidx_source"]
+
+
+def parse_covidx_line(line: str, path: Path, line_number: int) -> dict[str, str]:
+    """Split one non-blank list line into its four fields (ValueError naming file and line)."""
+    parts = line.strip().rsplit(None, 3)  # the patient id keeps its inner spaces
+    if len(parts) < 4:
+        raise ValueError(
+            f"{path}:{line_number}: expected 'patient_id filename label source', "
+            f"got {len(parts)} field(s): {line.strip()!r}"
+        )
+    patient_id, filename, label, source = parts
+    if label not in schema.COVIDX_CLASSES:
+        raise ValueError(
+            f"{path}:{line_number}: label {label!r} is not one of {list(schema.COVIDX_CLASSES)}"
+        )
+    return {"patient_id": patient_id, "filename": filename, "label": label, "covidx_source": source}
+
+
+def read_covidx_list(path: Path) -> pd.DataFrame:
+    """Parse a COVIDx list into columns patient_id, filename, label, covidx_source.
+
+    Blank lines are skipped; any other malformed line raises ValueError naming the file and the
+    1-based line number.
+    """
+    path = Path(path)
+    rows = []
+    with path.open("r", encoding="utf-8") as stream:
+        for line_number, line in enumerate(stream, start=1):
+            if line.strip():
+                rows.append(parse_covidx_line(line, path, line_number))
+    return pd.DataFrame(rows, columns=COVIDX_LIST_COLUMNS, dtype=str)

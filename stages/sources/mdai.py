@@ -1,0 +1,141 @@
+"""Read an MD.ai annotation export (the format of the RSNA RICORD 1c label file).
+
+An export is one JSON object::
+
+    {"id": ..., "name": ...,
+     "labelGroups": [{"id", "name", "labels": [{"id", "name", "scope", ...}, ...]}, ...],
+     "datasets": [{"id", "name",
+                   "studies": [{"StudyInstanceUID", "number"}, ...],
+                   "annotations": [{"id", "StudyInstanceUID", "labelId", "createdById", ...}]}]}
+
+RICORD's airspace grades and classifications are study-scoped labels; every reader (``createdById``)
+adds one annotation per label they choose. This module turns an export into flat tables and
+leaves all grading rules (majority, ties, invalid studies) to the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+READER_LABEL_COLUMNS = ["study_uid", "reader_id", "label_group", "label_name", "annotation_index"]
+STUDY_COLUMNS = ["study_uid", "number"]
+STUDY_SCOPE = "STUDY"
+
+
+def load_export(path: Path) -> dict[str, Any]:
+    """Parse the export file; ValueError naming the file when it is not a JSON object."""
+    path = Path(path)
+    try:
+        with path.open("r", encoding="utf-8") as stream:
+            export = json.load(stream)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from error
+    if not isinstance(export, dict):
+        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(export).__name__}")
+    return export
+
+
+def _require(mapping: Any, key: str, where: str, path: Path) -> Any:
+    """mapping[key], or a ValueError naming the file, the place and the missing key."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: {where} is not a JSON object")
+    if key not in mapping:
+        raise ValueError(f"{path}: {where} has no '{key}' key")
+    return mapping[key]
+
+
+def _require_list(mapping: Any, key: str, where: str, path: Path) -> list:
+    """Like :func:`_require`, for keys that must hold a JSON array."""
+    value = _require(mapping, key, where, path)
+    if not isinstance(value, list):
+        raise ValueError(f"{path}: {where} '{key}' is not a list")
+    return value
+
+
+def label_table(export: dict[str, Any], path: Path) -> dict[str, dict[str, str | None]]:
+    """Map each labelId to its group name, label name and scope (None when the export omits it)."""
+    labels: dict[str, dict[str, str | None]] = {}
+    for group_number, group in enumerate(_require_list(export, "labelGroups", "the export", path)):
+        where = f"labelGroups[{group_number}]"
+        group_name = _require(group, "name", where, path)
+        for label_number, label in enumerate(_require_list(group, "labels", where, path)):
+            label_where = f"{where}.labels[{label_number}]"
+            label_id = _require(label, "id", label_where, path)
+            labels[label_id] = {
+                "group": group_name,
+                "name": _require(label, "name", label_where, path),
+                "scope": label.get("scope"),
+            }
+    return labels
+
+
+def _is_study_scoped(label: dict[str, str | None], annotation: dict[str, Any]) -> bool:
+    """Study-scoped: the label says so, or (no scope given) the annotation names no series/image."""
+    scope = label["scope"]
+    if scope is not None:
+        return str(scope).upper() == STUDY_SCOPE
+    return annotation.get("SeriesInstanceUID") is None and annotation.get("SOPInstanceUID") is None
+
+
+def read_reader_labels(path: Path) -> pd.DataFrame:
+    """One row per study-scoped annotation: who (reader) gave which label to which study.
+
+    Columns: study_uid, reader_id, label_group, label_name, annotation_index. annotation_index is
+    the annotation's position among all annotations of the file (datasets in order), so "the
+    first reader wins" tie rules can be applied later. Series- or image-scoped annotations (boxes,
+    for instance) are skipped. Raises ValueError, naming the file, for invalid JSON, missing keys
+    or an annotation whose labelId is not defined in labelGroups.
+    """
+    path = Path(path)
+    export = load_export(path)
+    labels = label_table(export, path)
+    rows = []
+    annotation_index = 0
+    for dataset_number, dataset in enumerate(_require_list(export, "datasets", "the export", path)):
+        where = f"datasets[{dataset_number}]"
+        for number, annotation in enumerate(_require_list(dataset, "annotations", where, path)):
+            annotation_where = f"{where}.annotations[{number}]"
+            label_id = _require(annotation, "labelId", annotation_where, path)
+            if label_id not in labels:
+                raise ValueError(
+                    f"{path}: {annotation_where} (id {annotation.get('id')!r}) has labelId "
+                    f"{label_id!r}, which no labelGroups entry defines"
+                )
+            label = labels[label_id]
+            if _is_study_scoped(label, annotation):
+                rows.append({
+                    "study_uid": _require(annotation, "StudyInstanceUID", annotation_where, path),
+                    "reader_id": _require(annotation, "createdById", annotation_where, path),
+                    "label_group": label["group"],
+                    "label_name": label["name"],
+                    "annotation_index": annotation_index,
+                })
+            annotation_index += 1
+    table = pd.DataFrame(rows, columns=READER_LABEL_COLUMNS)
+    return table.astype({"annotation_index": "int64"})
+
+
+def read_studies(path: Path) -> pd.DataFrame:
+    """The studies the export lists (StudyInstanceUID and MD.ai study number), in file order.
+
+    A study listed by several datasets appears once (its first listing).
+    """
+    path = Path(path)
+    export = load_export(path)
+    rows = []
+    for dataset_number, dataset in enumerate(_require_list(export, "datasets", "the export", path)):
+        where = f"datasets[{dataset_number}]"
+        for number, study in enumerate(_require_list(dataset, "studies", where, path)):
+            study_where = f"{where}.studies[{number}]"
+            rows.append({
+                "study_uid": _require(study, "StudyInstanceUID", study_where, path),
+                "number": _require(study, "number", study_where, path),
+            })
+    table = pd.DataFrame(rows, columns=STUDY_COLUMNS)
+    return table.drop_duplicates("study_uid", keep="first").reset_index(drop=True)

@@ -1,0 +1,36 @@
+"""TensorFlow set-up shared by the training stages: quiet logs, determinism, distribution."""
+
+from __future__ import annotations
+
+import os
+
+# Before TensorFlow loads: keep its C++ log noise off the console.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_deterministic(seed: int) -> None:
+    """Same params and code -> same weights: seed every generator and force deterministic ops."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+    """``train.strategy``: the default (one device), mirrored (all local devices) or multi-worker.
+
+    ``multi_worker`` reads the cluster from the ``TF_CONFIG`` environment variable, as
+    ``tf.distribute.MultiWorkerMirroredStrategy`` documents.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("train.strategy=multi_worker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise SystemExit(f"train.strategy must be one of {STRATEGIES}, got {name!r}")

@@ -1,0 +1,1 @@
+"""Great Expectations gate over the pipeline's tables (used by the ``validate`` stage)."""

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from stages.training.augment import AugmentConfig, augment_batch
+from stages.training.data import balanced_dataset, evaluation_dataset, shuffled_dataset
+
+NO_AUGMENT = AugmentConfig(translation=0, rotation_degrees=0, horizontal_flip=False, zoom=0, intensity=0)
+
+
+def ramp_batch(size=16):
+    ramp = np.tile(np.arange(size, dtype=np.float32) * 10, (size, 1))
+    return tf.constant(np.stack([ramp] * 3, -1)[None])
+
+
+def test_zero_augmentation_is_identity():
+    image = ramp_batch()
+    out = augment_batch(image, tf.constant([1, 2]), NO_AUGMENT)
+    np.testing.assert_allclose(out.numpy(), image.numpy(), atol=1e-3)
+
+
+def test_flip_mirrors_horizontally():
+    image = ramp_batch()
+    cfg = AugmentConfig(translation=0, rotation_degrees=0, horizontal_flip=True, zoom=0, intensity=0)
+    outs = [augment_batch(image, tf.constant([0, s]), cfg).numpy()[0] for s in range(12)]
+    flipped = [o for o in outs if not np.allclose(o, image.numpy()[0], atol=1e-3)]
+    assert flipped and len(flipped) < len(outs)  # about half of the draws flip
+    np.testing.assert_allclose(flipped[0], image.numpy()[0][:, ::-1], atol=1e-3)
+
+
+def test_augmentation_seeded_and_bounded():
+    batch = tf.concat([ramp_batch()] * 4, 0)
+    cfg = AugmentConfig()
+    a = augment_batch(batch, tf.constant([3, 4]), cfg).numpy()
+    b = augment_batch(batch, tf.constant([3, 4]), cfg).numpy()
+    c = augment_batch(batch, tf.constant([3, 5]), cfg).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= 0 and a.max() <= 255
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    paths, labels = [], []
+    for i in range(10):
+        label = int(i < 3)  # 3 of class 1, 7 of class 0
+        Image.fromarray(np.full((8, 8), i * 20, np.uint8)).save(tmp_path / f"{i}.png")
+        paths.append(f"{i}.png")
+        labels.append(label)
+    return tmp_path, paths, labels
+
+
+def test_balanced_batches_hold_equal_classes(image_folder):
+    root, paths, labels = image_folder
+    data = balanced_dataset(root, paths, labels, batch_size=4, seed=1)
+    for images, targets in data.take(6):
+        assert images.shape == (4, 8, 8, 3)
+        assert sorted(targets.numpy().tolist()) == [0, 0, 1, 1]
+
+
+def test_datasets_are_deterministic(image_folder):
+    root, paths, labels = image_folder
+    def run():
+        data = balanced_dataset(root, paths, labels, 4, seed=5, augment=AugmentConfig())
+        return np.concatenate([x.numpy() for x, _ in data.take(5)])
+    np.testing.assert_array_equal(run(), run())
+    first = [y.numpy().tolist() for _, y in shuffled_dataset(root, paths, labels, 5, seed=2).take(4)]
+    again = [y.numpy().tolist() for _, y in shuffled_dataset(root, paths, labels, 5, seed=2).take(4)]
+    assert first == again
+
+
+def test_evaluation_dataset_keeps_order(image_folder):
+    root, paths, labels = image_folder
+    images = np.concatenate([x.numpy() for x, _ in evaluation_dataset(root, paths, labels, 3)])
+    assert images[:, 0, 0, 0].tolist() == [i * 20 for i in range(10)]
+
+
+def test_missing_image_named(image_folder):
+    root, paths, labels = image_folder
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        evaluation_dataset(root, paths + ["nope.png"], labels + [0], 3)
