@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from stages import schema
 from stages.common.io import write_bytes, write_csv
+from stages.common.progress import progress
 from stages.common.params import load_params
 from stages.dicomio.read import UnreadableImage, read_any, read_dicom, read_raster
 from stages.imaging.preprocess import preprocess
@@ -65,10 +65,10 @@ def _decode_raster(task: tuple[Path, int, float]) -> tuple[bytes | None, dict | 
 def _map(function, tasks: list, workers: int, description: str) -> list:
     """Ordered parallel map with a progress bar (order keeps the outputs deterministic)."""
     if workers <= 1 or len(tasks) < 8:
-        return [function(t) for t in tqdm(tasks, desc=description, unit="img", file=sys.stderr)]
+        return [function(t) for t in progress(tasks, desc=description, unit="img")]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = pool.map(function, tasks, chunksize=8)
-        return list(tqdm(results, total=len(tasks), desc=description, unit="img", file=sys.stderr))
+        return list(progress(results, total=len(tasks), desc=description, unit="img"))
 
 
 def ricord_image_id(patient_id: str, study_uid: str, index: int) -> str:

@@ -44,6 +44,7 @@ from pydicom.uid import (
 from tqdm import tqdm
 
 from stages import schema
+from stages.common.progress import progress as progress_bar
 
 N_ZONES = 6
 ZONE_NAMES = (
@@ -1246,7 +1247,7 @@ def generate(out_dir: Path, cfg: dict) -> dict:
         raise FileExistsError(f"{out_dir} is not empty; generate() writes a fresh cohort")
     out_dir.mkdir(parents=True, exist_ok=True)
     planned_total = _planned_image_count(cfg)
-    with tqdm(total=planned_total, desc="phantom", unit="img", leave=False) as progress:
+    with progress_bar(None, total=planned_total, desc="phantom", unit="img", leave=False) as progress:
         counts = _generate_ricord(cfg, out_dir, progress)
         counts.update(_generate_pretrain(cfg, out_dir, progress))
     manifest = {"source": "synthetic", "generator": "stages.sources.phantom", "config": cfg,
