@@ -1,0 +1,86 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import ingest, schema
+from stages.sources import phantom
+from tests.conftest import write_dicom
+from tests.test_phantom import TINY_CONFIG
+
+PARAMS = {"data": {"source": "synthetic"}, "model": {"input_size": 32},
+          "ingest": {"crop_top_fraction": 0.08, "max_reject_fraction": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    out = tmp_path_factory.mktemp("raw") / "raw"
+    phantom.generate(out, {**TINY_CONFIG, "n_corrupt_files": 2})
+    return out
+
+
+def test_ingest_writes_tables_images_and_rejects(raw, tmp_path):
+    summary = ingest.run(raw, tmp_path / "images", tmp_path / "tables", PARAMS, workers=1)
+    severity = pd.read_csv(tmp_path / "tables/severity_images.csv", dtype=str)
+    truth = pd.read_csv(raw / schema.SYNTHETIC_TRUTH_DIR / "ricord_images.csv", dtype=str)
+    assert list(severity.columns) == schema.SEVERITY_IMAGE_COLUMNS
+    assert summary["severity"] == len(truth) == len(severity)
+    assert set(severity.sop_uid) == set(truth.sop_uid)
+    assert severity.image_id.str.match(r"^MIDRC-RICORD-1C-[^-].*-\d+$").all()
+    assert not severity.image_id.str.contains("MIDRC-RICORD-1C-MIDRC").any()
+    image = np.asarray(Image.open(tmp_path / "images" / severity.image_path[0]))
+    assert image.shape == (32, 32) and image.dtype == np.uint8
+    rejects = pd.read_csv(tmp_path / "tables/rejects.csv")
+    corrupt = pd.read_csv(raw / schema.SYNTHETIC_TRUTH_DIR / "corrupt_files.csv")
+    assert sorted(rejects.raw_path) == sorted(corrupt.raw_path)
+    assert rejects.reason.str.contains(".dcm").all()
+    pretrain = pd.read_csv(tmp_path / "tables/pretrain_images.csv", dtype=str)
+    assert len(pretrain) == TINY_CONFIG["n_pretrain"] and set(pretrain.label) <= {"positive", "negative"}
+
+
+def test_ingest_is_deterministic(raw, tmp_path):
+    ingest.run(raw, tmp_path / "a", tmp_path / "ta", PARAMS, workers=2)
+    ingest.run(raw, tmp_path / "b", tmp_path / "tb", PARAMS, workers=1)
+    for name in ("severity_images.csv", "pretrain_images.csv", "rejects.csv"):
+        assert (tmp_path / "ta" / name).read_bytes() == (tmp_path / "tb" / name).read_bytes()
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_too_many_rejects_fail_and_name_the_files(raw, tmp_path):
+    strict = {**PARAMS, "ingest": {**PARAMS["ingest"], "max_reject_fraction": 0.0}}
+    with pytest.raises(SystemExit, match=r"max_reject_fraction.*ricord/images/"):
+        ingest.run(raw, tmp_path / "images", tmp_path / "tables", strict, workers=1)
+    # The rejects table is still written for inspection; the raw folder is untouched.
+    assert (tmp_path / "tables/rejects.csv").exists()
+    assert not (tmp_path / "tables/severity_images.csv").exists()
+
+
+def test_missing_listed_pretrain_image_is_rejected(raw, tmp_path):
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    victim = sorted((copy / schema.COVIDX_IMAGES_DIR).iterdir())[0]
+    victim.unlink()
+    ingest.run(copy, tmp_path / "images", tmp_path / "tables", PARAMS, workers=1)
+    rejects = pd.read_csv(tmp_path / "tables/rejects.csv")
+    row = rejects[rejects.cohort == "pretrain"]
+    assert list(row.raw_path) == [f"{schema.COVIDX_IMAGES_DIR}/{victim.name}"]
+    assert "not found" in row.reason.iloc[0]
+
+
+def test_single_file_cli_matches_pipeline(tmp_path):
+    pixels = np.tile(np.linspace(0, 4095, 300).round(), (400, 1)).astype(np.int64)
+    dicom = write_dicom(tmp_path / "one.dcm", pixels, "MONOCHROME1", 12)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("preset: embedded\npresets: {embedded: {}}\nmodel: {input_size: 48}\n"
+                           "ingest: {crop_top_fraction: 0.08}\n")
+    ingest.main([str(dicom), "--out", str(tmp_path / "one.png"), "--params", str(params_file)])
+    out = np.asarray(Image.open(tmp_path / "one.png"))
+    assert out.shape == (48, 48)
+    assert out[:, 0].mean() > 250 and out[:, -1].mean() < 5  # MONOCHROME1: low stored value = bright
+    bad = tmp_path / "bad.dcm"
+    bad.write_text("not a dicom")
+    with pytest.raises(SystemExit, match="bad.dcm"):
+        ingest.main([str(bad), "--out", str(tmp_path / "bad.png"), "--params", str(params_file)])

@@ -1,0 +1,78 @@
+import pytest
+
+from stages.common.io import read_table, write_csv, write_json
+from stages.common.params import load_params, section
+
+PARAMS = """
+preset: embedded
+presets:
+  embedded: {}
+  paper:
+    model: {input_size: 480, width: 1.0}
+    finetune: {epochs: 137}
+model: {name: covidnet_cxr_s, input_size: 64, width: 0.125}
+finetune: {epochs: 15, batch_size: 16}
+"""
+
+
+def test_embedded_preset_keeps_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS)
+    assert section("model", path) == {"name": "covidnet_cxr_s", "input_size": 64, "width": 0.125}
+
+
+def test_paper_preset_is_one_switch(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.replace("preset: embedded", "preset: paper"))
+    params = load_params(path)
+    assert params["model"] == {"name": "covidnet_cxr_s", "input_size": 480, "width": 1.0}
+    assert params["finetune"] == {"epochs": 137, "batch_size": 16}
+
+
+def test_repository_paper_preset_has_the_paper_settings():
+    from pathlib import Path
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    paper = raw["presets"]["paper"]
+    assert paper["model"] == {"input_size": 480, "width": 1.0}
+    assert paper["finetune"] == {"epochs": 137, "batch_size": 50, "learning_rate": 1.0e-4}
+
+
+def test_unknown_preset_named(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.replace("preset: embedded", "preset: huge"))
+    with pytest.raises(ValueError, match="huge"):
+        load_params(path)
+
+
+def test_missing_file_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_json_is_byte_stable_and_csv_keeps_ids(tmp_path):
+    import pandas as pd
+
+    write_json(tmp_path / "a.json", {"b": 1, "a": [1.5, None]})
+    write_json(tmp_path / "b.json", {"a": [1.5, None], "b": 1})
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    write_csv(tmp_path / "t.csv", pd.DataFrame({"image_id": ["00123"], "rows": [5]}))
+    table = read_table(tmp_path / "t.csv")
+    assert table.image_id[0] == "00123" and table.rows[0] == 5
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_failed_write_leaves_old_file(tmp_path):
+    from stages.common.io import atomic_write
+
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+
+    def boom(tmp):
+        tmp.write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert target.read_text() == "old" and not list(tmp_path.glob(".keep.txt.*"))
