@@ -41,8 +41,11 @@ def _with_augmentation(batches: tf.data.Dataset, seed: int, cfg: AugmentConfig |
         return batches
     # The batch index seeds the draw, so the same run gives the same warps in any thread order.
     indexed = batches.enumerate()
-    return indexed.map(lambda i, batch: (augment_batch(batch[0], tf.stack([seed, tf.cast(i, tf.int32)]), cfg),
-                                         batch[1]), num_parallel_calls=PARALLEL_CALLS, deterministic=True)
+
+    def warp(index, batch):
+        return augment_batch(batch[0], tf.stack([seed, tf.cast(index, tf.int32)]), cfg), batch[1]
+
+    return indexed.map(warp, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
 
 def shuffled_dataset(root: Path, relative: Sequence[str], labels: Sequence[int], batch_size: int,
@@ -50,7 +53,8 @@ def shuffled_dataset(root: Path, relative: Sequence[str], labels: Sequence[int],
     """Endless, seeded, reshuffled-every-epoch batches."""
     data = tf.data.Dataset.from_tensor_slices((_paths(root, relative), np.asarray(labels, np.int32)))
     data = data.shuffle(len(relative), seed=seed, reshuffle_each_iteration=True).repeat()
-    batches = data.map(lambda p, y: (_decode(p), y), num_parallel_calls=PARALLEL_CALLS, deterministic=True).batch(batch_size, drop_remainder=True)
+    batches = data.map(lambda p, y: (_decode(p), y), num_parallel_calls=PARALLEL_CALLS, deterministic=True)
+    batches = batches.batch(batch_size, drop_remainder=True)
     return _with_augmentation(batches, seed, augment).prefetch(2)
 
 
@@ -71,7 +75,8 @@ def balanced_dataset(root: Path, relative: Sequence[str], labels: Sequence[int],
         chosen = [p for p, y in zip(relative, labels) if y == cls]
         stream = tf.data.Dataset.from_tensor_slices((_paths(root, chosen), np.full(len(chosen), cls, np.int32)))
         stream = stream.shuffle(len(chosen), seed=seed + offset, reshuffle_each_iteration=True).repeat()
-        streams.append(stream.map(lambda p, y: (_decode(p), y), num_parallel_calls=PARALLEL_CALLS, deterministic=True).batch(per_class))
+        stream = stream.map(lambda p, y: (_decode(p), y), num_parallel_calls=PARALLEL_CALLS, deterministic=True)
+        streams.append(stream.batch(per_class))
     zipped = tf.data.Dataset.zip(tuple(streams))
     batches = zipped.map(lambda *parts: (tf.concat([p[0] for p in parts], 0), tf.concat([p[1] for p in parts], 0)))
     return _with_augmentation(batches, seed, augment).prefetch(2)

@@ -59,7 +59,8 @@ def fit(model: keras.Model, train_data, steps_per_epoch: int, epochs: int, valid
     if live is not None:
         callbacks.append(LiveCurves(live))
     history = model.fit(train_data, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                        validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+                        validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)  # the tf.data pipeline already shuffles, seeded
     logs = {k: [round(float(v), 6) for v in vs] for k, vs in history.history.items()}
     if selector and selector.best_weights is not None:
         model.set_weights(selector.best_weights)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
-# Before TensorFlow loads: keep its C++ log noise off the console.
+# Before TensorFlow loads: keep its C++ log noise off the console, and use TensorFlow's own CPU
+# kernels rather than oneDNN's, whose work split (and so float summation order) can vary between
+# runs on a loaded machine; a forced rerun gave other fine-tuned weights once with oneDNN on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
