@@ -20,6 +20,13 @@ def make_deterministic(seed: int) -> None:
     """Same params and code -> same weights: seed every generator and force deterministic ops."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    # One thread per op: a multi-threaded CPU kernel may split a large reduction (a convolution's
+    # filter gradient sums over batch x pixels) into shards whose partial sums are added in
+    # completion order, so forced reruns gave other weights. Independent ops still run in parallel.
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already initialised (e.g. in tests); the setting cannot change any more
 
 
 def get_strategy(name: str) -> tf.distribute.Strategy:
