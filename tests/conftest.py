@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as stages.training.setup does
+# Loads TensorFlow with the pipeline's own settings (quiet logs, oneDNN off) before any test does.
+import stages.training.setup  # noqa: F401
 
 import numpy as np
 import pydicom
