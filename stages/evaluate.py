@@ -1,6 +1,6 @@
 """Stage ``evaluate``: the only stage that reads the test split.
 
-Writes accuracy, the majority-class rate, per-level sensitivity and PPV, and the confusion matrix
+Run once per model (``evaluate@<model>``). Writes accuracy, the majority-class rate, per-level sensitivity and PPV, and the confusion matrix
 (rows: true level, columns: predicted level) to ``metrics/evaluate.json``, and one row per test
 image to ``metrics/plots/test_predictions.csv`` for ``dvc plots`` (confusion matrix).
 """
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
-    parser.add_argument("--model", type=Path, default=Path("models/finetune/model.weights.h5"))
+    parser.add_argument("--model", default="covidnet_cxr_s", help="an entry of `models` in params.yaml")
+    parser.add_argument("--weights", type=Path, default=Path("models/covidnet_cxr_s/finetune.weights.h5"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"))
     parser.add_argument("--predictions", type=Path, default=Path("metrics/plots/test_predictions.csv"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from stages import finetune
     from stages.evaluation.classification import classification_report
-    from stages.models import load_model
+    from stages.models import load_model, model_params
     from stages.training.data import evaluation_dataset
     from stages.training.fit import predict_proba
 
@@ -41,14 +42,16 @@ def main(argv: list[str] | None = None) -> None:
     test = table[table.split == "test"].reset_index(drop=True)
     if test.empty:
         raise SystemExit("evaluate: the test split is empty")
-    model = load_model(params["model"], len(finetune.CLASS_NAMES), finetune.HEAD, args.model)
+    architecture = model_params(params, args.model)
+    model = load_model(architecture, len(finetune.CLASS_NAMES), finetune.HEAD, args.weights)
     targets = finetune.level_targets(test.airspace_level)
     probabilities = predict_proba(model, evaluation_dataset(
-        args.images, list(test.image_path), targets, int(params["finetune"]["batch_size"])))
+        args.images, list(test.image_path), targets, int(params["finetune"]["batch_size"]),
+        image_size=int(architecture["input_size"])))
     predicted = probabilities.argmax(axis=1)
     report = classification_report(targets, predicted, LEVEL_NAMES, range(len(LEVEL_NAMES)))
     write_json(args.metrics, {
-        "data_source": params["data"]["source"], "model": params["model"]["name"],
+        "data_source": params["data"]["source"], "model": args.model,
         "split": "test", "patients": int(test.patient_id.nunique()), **report})
     predictions = pd.DataFrame({
         "image_id": test.image_id,
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         "probability_level2": probabilities[:, 1].round(6),
     })
     write_csv(args.predictions, predictions)
-    print(f"evaluate: test accuracy {report['accuracy']} (majority-class rate "
+    print(f"evaluate: {args.model} test accuracy {report['accuracy']} (majority-class rate "
           f"{report['majority_class_rate']}) on {report['n']} images")
 
 

@@ -4,7 +4,8 @@ The paper's protocol: the backbone's weights (by layer name) plus a new head (a 
 2-way severity layer), Adam, batch balancing (every batch holds as many Level 1 as Level 2
 images) and augmentation (translation +-10%, rotation +-10 degrees, horizontal flip, zoom +-15%,
 intensity +-10%). Model selection uses the validation split only; the test split is left for
-``evaluate``. Per-epoch curves go to DVCLive for ``dvc plots``.
+``evaluate``. Per-epoch curves go to DVCLive for ``dvc plots``. dvc.yaml runs this stage once per
+entry of ``models`` (``finetune@<model>``), each from its own pretrained backbone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def level_targets(levels) -> list[int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="covidnet_cxr_s", help="an entry of `models` in params.yaml")
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--pretrained", type=Path, default=Path("models/pretrain/model.weights.h5"))
@@ -38,17 +40,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    cfg, model_params = params["finetune"], params["model"]
+    from stages.models import build_model, load_model, model_params, save_weights
 
-    import keras
+    cfg, architecture = params["finetune"], model_params(params, args.model)
+
     from dvclive import Live
 
     from stages import pretrain
-    from stages.models import build_model, load_model, save_weights
     from stages.models.transfer import transfer_by_name
     from stages.training.augment import AugmentConfig
     from stages.training.data import balanced_dataset, evaluation_dataset
-    from stages.training.fit import fit
+    from stages.training.fit import compile_for_training, fit
 
     seed = int(params["train"]["seed"])
     make_deterministic(seed)
@@ -56,19 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     train, val = table[table.split == "train"], table[table.split == "val"]
     if train.airspace_level.nunique() < 2 or val.empty:
         raise SystemExit("finetune: the train split needs both levels and the val split must not be empty")
-    batch = int(cfg["batch_size"])
+    batch, size = int(cfg["batch_size"]), int(architecture["input_size"])
     train_data = balanced_dataset(args.images, list(train.image_path), level_targets(train.airspace_level),
-                                  batch, seed=seed, augment=AugmentConfig.from_params(cfg["augment"]))
-    val_data = evaluation_dataset(args.images, list(val.image_path), level_targets(val.airspace_level), batch)
+                                  batch, seed=seed, augment=AugmentConfig.from_params(cfg["augment"]),
+                                  image_size=size)
+    val_data = evaluation_dataset(args.images, list(val.image_path), level_targets(val.airspace_level), batch,
+                                  image_size=size)
 
     with get_strategy(params["train"]["strategy"]).scope():
-        backbone = load_model(model_params, len(pretrain.CLASS_NAMES), pretrain.HEAD, args.pretrained)
-        model = build_model(model_params, n_classes=len(CLASS_NAMES), head=HEAD)
+        backbone = load_model(architecture, len(pretrain.CLASS_NAMES), pretrain.HEAD, args.pretrained)
+        model = build_model(architecture, n_classes=len(CLASS_NAMES), head=HEAD)
         copied = transfer_by_name(backbone, model, head_prefixes=(f"{HEAD}_", f"{pretrain.HEAD}_"))
-        model.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        del backbone
+        compile_for_training(model, float(cfg["learning_rate"]))
     steps = max(1, math.ceil(len(train) / batch))
-    print(f"finetune: {len(copied)} backbone layers transferred by name; {len(train)} train / "
+    print(f"finetune: {args.model}: {len(copied)} backbone layers transferred by name; {len(train)} train / "
           f"{len(val)} val images, {steps} balanced steps x {cfg['epochs']} epochs", file=sys.stderr)
     live = Live(str(args.live), save_dvc_exp=False, dvcyaml=False, report=None)
     result = fit(model, train_data, steps, int(cfg["epochs"]), validation_data=val_data, live=live,
@@ -77,13 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     save_weights(model, args.model_out)
     write_json(args.metrics, {
         "data_source": params["data"]["source"],
-        "model": model_params["name"], "parameters": int(model.count_params()),
+        "model": args.model, "input_size": size, "parameters": int(model.count_params()),
         "transferred_layers": len(copied), "train_images": int(len(train)), "val_images": int(len(val)),
         "epochs": int(cfg["epochs"]), "selected_epoch": result.best_epoch,
         "selected_by": "val_accuracy (ties: lower val_loss)",
         "selected": {k: round(v, 6) for k, v in sorted(result.best.items())},
     })
-    print(f"finetune: selected epoch {result.best_epoch}: {result.best}", file=sys.stderr)
+    print(f"finetune: {args.model} selected epoch {result.best_epoch}: {result.best}", file=sys.stderr)
 
 
 if __name__ == "__main__":

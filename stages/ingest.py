@@ -1,7 +1,7 @@
 """Stage ``ingest``: decode every raw radiograph once into model-ready uint8 PNGs and image tables.
 
 Each DICOM/PNG/JPEG is decoded (Modality LUT, VOI LUT/window, MONOCHROME1 inverted), cropped by the
-top 8% and resized to ``model.input_size``. Training reads only these PNGs and never re-decodes
+top 8% and resized to ``ingest.image_size``. Training reads only these PNGs and never re-decodes
 DICOM. A file that cannot be used is named on stderr and recorded in ``rejects.csv`` with the
 reason; above ``ingest.max_reject_fraction`` of a cohort the stage fails.
 
@@ -151,7 +151,7 @@ def _check_rejects(rejects: list[dict], total: int, cohort: str, max_fraction: f
 
 
 def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None = None) -> dict:
-    size = int(params["model"]["input_size"])
+    size = int(params["ingest"]["image_size"])
     crop = float(params["ingest"]["crop_top_fraction"])
     max_fraction = float(params["ingest"]["max_reject_fraction"])
     source = params["data"]["source"]
@@ -173,7 +173,7 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
 def ingest_one(path: Path, out: Path, params: dict) -> None:
     """Preprocess one radiograph exactly as the pipeline does."""
     display = read_any(path)
-    pixels = preprocess(display, int(params["model"]["input_size"]),
+    pixels = preprocess(display, int(params["ingest"]["image_size"]),
                         float(params["ingest"]["crop_top_fraction"]))
     write_bytes(out, encode_png(pixels))
 

@@ -3,7 +3,8 @@
 The paper fine-tunes from a COVID-Net backbone trained on over 16,000 CXR images (COVIDx 8B). The
 backbone learns here with its own 2-way head (``covidx_*`` layers), on the ``train`` list; the
 held-out ``test`` list gives the pretraining metrics. Only layers outside the head move on to
-``finetune``, by name.
+``finetune``, by name. ``--model`` picks one entry of ``models`` in params.yaml; dvc.yaml runs
+this stage once per model (``pretrain@<model>``) with the same protocol.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def covidx_targets(labels) -> list[int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="covidnet_cxr_s", help="an entry of `models` in params.yaml")
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--model-out", type=Path, default=Path("models/pretrain/model.weights.h5"))
@@ -34,29 +36,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    cfg, model_params = params["pretrain"], params["model"]
+    from stages.models import build_model, model_params, save_weights
 
-    import keras
+    cfg, architecture = params["pretrain"], model_params(params, args.model)
 
     from stages.evaluation.classification import classification_report
-    from stages.models import build_model, save_weights
     from stages.training.data import evaluation_dataset, shuffled_dataset
-    from stages.training.fit import fit, predict_proba
+    from stages.training.fit import compile_for_training, fit, predict_proba
 
     make_deterministic(int(params["train"]["seed"]))
     table = read_table(args.tables / "pretrain_images.csv")
     train, test = table[table.list == "train"], table[table.list == "test"]
     if train.empty or test.empty:
         raise SystemExit(f"pretrain: need both COVIDx lists; got {len(train)} train and {len(test)} test images")
-    batch = int(cfg["batch_size"])
+    batch, size = int(cfg["batch_size"]), int(architecture["input_size"])
     train_data = shuffled_dataset(args.images, list(train.image_path), covidx_targets(train.label),
-                                  batch, seed=int(params["train"]["seed"]))
-    test_data = evaluation_dataset(args.images, list(test.image_path), covidx_targets(test.label), batch)
+                                  batch, seed=int(params["train"]["seed"]), image_size=size)
+    test_data = evaluation_dataset(args.images, list(test.image_path), covidx_targets(test.label), batch,
+                                   image_size=size)
 
     with get_strategy(params["train"]["strategy"]).scope():
-        model = build_model(model_params, n_classes=len(CLASS_NAMES), head=HEAD)
-        model.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = build_model(architecture, n_classes=len(CLASS_NAMES), head=HEAD)
+        compile_for_training(model, float(cfg["learning_rate"]))
     steps = max(1, math.ceil(len(train) / batch))
     print(f"pretrain: {model.name} {model.count_params():,} parameters, {len(train)} train images, "
           f"{steps} steps x {cfg['epochs']} epochs", file=sys.stderr)
@@ -67,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     save_weights(model, args.model_out)
     write_json(args.metrics, {
         "data_source": params["data"]["source"],
-        "model": model_params["name"], "parameters": int(model.count_params()),
+        "model": args.model, "input_size": size, "parameters": int(model.count_params()),
         "train_images": int(len(train)), "epochs": int(cfg["epochs"]),
         "final_train": {k: v[-1] for k, v in result.history.items()},
         "test": report,
     })
-    print(f"pretrain: test accuracy {report['accuracy']} on {report['n']} images", file=sys.stderr)
+    print(f"pretrain: {args.model} test accuracy {report['accuracy']} on {report['n']} images", file=sys.stderr)
 
 
 if __name__ == "__main__":

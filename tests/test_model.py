@@ -84,3 +84,54 @@ def test_save_and_load_weights_round_trip_and_are_byte_stable(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-6)
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
         load_model(SMALL, 2, "severity", tmp_path / "missing.weights.h5")
+
+
+BASELINES = [{"name": "densenet121", "input_size": 32, "dense_units": 8},
+             {"name": "resnet50", "input_size": 32, "dense_units": 8}]
+
+
+@pytest.mark.parametrize("params", BASELINES, ids=lambda p: p["name"])
+def test_baselines_build_small_with_the_same_head(params):
+    model = build_model(params, n_classes=2, head="severity")
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 2)
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    assert not [n for n in names if AUTO_NAME.match(n) or n.startswith("zero_padding2d")]
+    assert names[-3:] == ["severity_pool", "severity_dense", "severity_output"]
+    assert "input_rescale" in names and "conv1_conv" in names
+    assert model.get_layer("severity_dense").units == 8
+
+
+def test_baseline_layer_names_are_stable_across_builds():
+    first = [layer.name for layer in build_model(BASELINES[0], 2, "covidx").layers]
+    second = [layer.name for layer in build_model(BASELINES[0], 2, "covidx").layers]
+    assert first == second
+
+
+def test_baselines_refuse_width_and_tiny_inputs():
+    with pytest.raises(SystemExit, match="width"):
+        build_model({**BASELINES[1], "width": 0.5}, n_classes=2, head="severity")
+    with pytest.raises(ValueError, match="at least 32"):
+        build_model({**BASELINES[1], "input_size": 16}, n_classes=2, head="severity")
+
+
+def test_baseline_transfer_by_name_and_renamed_layer_fails():
+    source = build_model(BASELINES[0], n_classes=2, head="covidx")
+    target = build_model(BASELINES[0], n_classes=2, head="severity")
+    copied = transfer_by_name(source, target, ("covidx_", "severity_"))
+    assert "conv5_block16_2_conv" in copied and "conv1_conv" in copied
+    np.testing.assert_array_equal(source.get_layer("conv3_block2_1_conv").get_weights()[0],
+                                  target.get_layer("conv3_block2_1_conv").get_weights()[0])
+    source.get_layer("conv4_block7_0_bn").name = "some_other_name"
+    with pytest.raises(WeightTransferError, match="conv4_block7_0_bn"):
+        transfer_by_name(source, target, ("covidx_", "severity_"))
+
+
+def test_full_size_cxr_s_stage_layout():
+    # The design of the module docstring: stage widths and 3/4/6/3 PEPX modules at 480 px.
+    model = build_covidnet_cxr_s(480, 1.0, dense_units=256)
+    assert model.get_layer("stem_conv").filters == 32
+    assert [model.get_layer(f"stage{s}_longrange_conv").filters for s in range(1, 5)] == [128, 256, 640, 1536]
+    for stage, blocks in zip(range(1, 5), (3, 4, 6, 3)):
+        assert f"stage{stage}_pepx{blocks}_extend_conv" in {layer.name for layer in model.layers}
+    assert model.get_layer("stage4_pepx3_out").output.shape[1:] == (15, 15, 1536)

@@ -8,9 +8,11 @@ preset: embedded
 presets:
   embedded: {}
   paper:
-    model: {input_size: 480, width: 1.0}
+    models: {covidnet_cxr_s: {input_size: 480, width: 1.0}}
     finetune: {epochs: 137}
-model: {name: covidnet_cxr_s, input_size: 64, width: 0.125}
+models:
+  covidnet_cxr_s: {input_size: 64, width: 0.125}
+  resnet50: {input_size: 32}
 finetune: {epochs: 15, batch_size: 16}
 """
 
@@ -18,14 +20,15 @@ finetune: {epochs: 15, batch_size: 16}
 def test_embedded_preset_keeps_defaults(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(PARAMS)
-    assert section("model", path) == {"name": "covidnet_cxr_s", "input_size": 64, "width": 0.125}
+    assert section("models", path)["covidnet_cxr_s"] == {"input_size": 64, "width": 0.125}
 
 
 def test_paper_preset_is_one_switch(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(PARAMS.replace("preset: embedded", "preset: paper"))
     params = load_params(path)
-    assert params["model"] == {"name": "covidnet_cxr_s", "input_size": 480, "width": 1.0}
+    # a preset overrides one model's keys and leaves the other models alone
+    assert params["models"] == {"covidnet_cxr_s": {"input_size": 480, "width": 1.0}, "resnet50": {"input_size": 32}}
     assert params["finetune"] == {"epochs": 137, "batch_size": 16}
 
 
@@ -35,8 +38,21 @@ def test_repository_paper_preset_has_the_paper_settings():
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     paper = raw["presets"]["paper"]
-    assert paper["model"] == {"input_size": 480, "width": 1.0}
+    assert set(paper["models"]) == set(raw["models"])  # every model of the zoo has paper settings
+    assert all(model["input_size"] == 480 and model.get("width", 1.0) == 1.0 for model in paper["models"].values())
+    assert paper["ingest"]["image_size"] == 480
+    assert raw["complexity"] == {"input_size": 480, "width": 1.0, "dense_units": 256}
     assert paper["finetune"] == {"epochs": 137, "batch_size": 50, "learning_rate": 1.0e-4}
+
+
+def test_model_params_names_an_unknown_model(tmp_path):
+    from stages.models import model_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS)
+    assert model_params(load_params(path), "resnet50") == {"name": "resnet50", "input_size": 32}
+    with pytest.raises(SystemExit, match="vgg16"):
+        model_params(load_params(path), "vgg16")
 
 
 def test_unknown_preset_named(tmp_path):

@@ -12,13 +12,20 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["acquire", "ingest", "group", "split", "validate", "pretrain", "finetune", "evaluate", "report"]
-METRICS = ["metrics/cohort.json", "metrics/pretrain.json", "metrics/finetune.json", "metrics/evaluate.json"]
+STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "pretrain", "finetune", "evaluate",
+          "report"]
+PER_MODEL = ["pretrain", "finetune", "evaluate"]
+# Two models keep the test short while still exercising the foreach stages and the by-name
+# transfer of a keras.applications backbone; the repository's params.yaml has all three.
+TINY_MODELS = {"covidnet_cxr_s": {"input_size": 32, "width": 0.125, "dense_units": 8},
+               "resnet50": {"input_size": 32, "dense_units": 8}}
+METRICS = ["metrics/cohort.json", "metrics/complexity.json"] + [
+    f"metrics/models/{model}/{name}.json" for model in TINY_MODELS for name in PER_MODEL]
 
 TINY = {
     "synthetic": {"n_patients": 30, "n_pretrain": 60, "n_corrupt_files": 1},
-    "ingest": {"max_reject_fraction": 0.2},
-    "model": {"input_size": 32, "width": 0.125, "dense_units": 8},
+    "ingest": {"max_reject_fraction": 0.2, "image_size": 32},
+    "complexity": {"input_size": 64, "width": 0.125, "dense_units": 8},
     "validate": {"min_images_per_level_per_split": 1},
     "pretrain": {"epochs": 1, "batch_size": 16},
     "finetune": {"epochs": 2, "batch_size": 8},
@@ -44,7 +51,10 @@ def test_dvc_yaml_has_the_issue_stages_in_order():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(stages) == STAGES
     for name, stage in stages.items():
-        assert stage["cmd"].startswith(f"python -m stages.{name} ") and "\n" not in stage["cmd"]
+        cmd = stage["do"]["cmd"] if name in PER_MODEL else stage["cmd"]
+        assert cmd.startswith(f"python -m stages.{name} ") and "\n" not in cmd
+        if name in PER_MODEL:  # one stage per model of the zoo, named <stage>@<model>
+            assert stage["foreach"] == "${models}" and "--model ${key}" in cmd
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +62,7 @@ def tiny_project(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("pipeline")
     shutil.copy(REPO / "dvc.yaml", workdir / "dvc.yaml")
     params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    params["models"] = TINY_MODELS
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The stages' own code is a dependency of each stage, so the copy carries it too.
     shutil.copytree(REPO / "stages", workdir / "stages", ignore=shutil.ignore_patterns("__pycache__"))
@@ -61,13 +72,15 @@ def tiny_project(tmp_path_factory) -> Path:
 
 
 def test_repro_runs_every_stage_and_writes_metrics(tiny_project):
-    for path in METRICS + ["metrics/plots/test_predictions.csv", "reports/results.md",
+    for path in METRICS + ["metrics/models/resnet50/test_predictions.csv", "reports/results.md",
                            "reports/figures/confusion_matrix.png", "metrics/validation/split.json"]:
         assert (tiny_project / path).is_file(), path
     lock = yaml.safe_load((tiny_project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == set(STAGES)
+    expected = [s for s in STAGES if s not in PER_MODEL] + [f"{s}@{m}" for s in PER_MODEL for m in TINY_MODELS]
+    assert sorted(lock["stages"]) == sorted(expected)
     report = (tiny_project / "reports/results.md").read_text()
     assert "Synthetic data" in report and "synthetic phantoms" in report
+    assert "| ResNet-50 | this run |" in report and "| COVID-Net CXR-S | this run |" in report
 
 
 def test_corrupt_file_recorded_in_rejects(tiny_project):
@@ -83,10 +96,15 @@ def test_second_repro_is_a_no_op_and_status_clean(tiny_project):
 
 
 def test_forced_repro_gives_identical_outputs(tiny_project):
-    before = {p: (tiny_project / p).read_bytes() for p in METRICS}
+    # Forcing COVID-Net CXR-S's chain re-runs every data stage and one model's training from
+    # scratch; the ResNet-50 stages are left out to keep the suite short.
+    target = "evaluate@covidnet_cxr_s"
+    checked = ["metrics/cohort.json"] + [f"metrics/models/covidnet_cxr_s/{name}.json" for name in PER_MODEL]
+    before = {p: (tiny_project / p).read_bytes() for p in checked}
     lock_before = yaml.safe_load((tiny_project / "dvc.lock").read_text())
-    _dvc(tiny_project, "repro", "-f")
-    after = {p: (tiny_project / p).read_bytes() for p in METRICS}
+    forced = _dvc(tiny_project, "repro", "-f", target)
+    assert "Running stage 'pretrain@covidnet_cxr_s'" in forced.stdout and "resnet50" not in forced.stdout
+    after = {p: (tiny_project / p).read_bytes() for p in checked}
     assert after == before
     lock_after = yaml.safe_load((tiny_project / "dvc.lock").read_text())
     # Every data stage reproduces its outputs byte for byte (raw DICOMs, PNGs, tables).

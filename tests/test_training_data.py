@@ -80,3 +80,13 @@ def test_missing_image_named(image_folder):
     root, paths, labels = image_folder
     with pytest.raises(FileNotFoundError, match="nope.png"):
         evaluation_dataset(root, paths + ["nope.png"], labels + [0], 3)
+
+
+def test_images_resize_on_load_for_smaller_models(image_folder):
+    root, paths, labels = image_folder
+    images = np.concatenate([x.numpy() for x, _ in evaluation_dataset(root, paths, labels, 3, image_size=4)])
+    assert images.shape == (10, 4, 4, 3)
+    assert images[:, 0, 0, 0].tolist() == [i * 20 for i in range(10)]  # area averaging of flat images
+    balanced = next(iter(balanced_dataset(root, paths, labels, 4, seed=1, image_size=4)))[0]
+    shuffled = next(iter(shuffled_dataset(root, paths, labels, 4, seed=1, image_size=4)))[0]
+    assert balanced.shape == shuffled.shape == (4, 4, 4, 3)

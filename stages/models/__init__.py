@@ -1,28 +1,60 @@
-"""Model builders, selected by ``model.name`` in params.yaml."""
+"""The model zoo: builders selected by name (``models.<name>`` in params.yaml)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 
+from stages.models.baselines import build_densenet121, build_resnet50
 from stages.models.covidnet import build_covidnet_cxr_s
 
-BUILDERS = {"covidnet_cxr_s": build_covidnet_cxr_s}
+
+def _covidnet(params: dict, n_classes: int, head: str) -> keras.Model:
+    return build_covidnet_cxr_s(input_size=int(params["input_size"]), width=float(params.get("width", 1.0)),
+                                n_classes=n_classes, dense_units=int(params["dense_units"]), head=head)
 
 
-def build_model(model_params: dict, n_classes: int, head: str) -> keras.Model:
-    """Build ``model.name`` at ``model.input_size``/``model.width`` with a head named ``head``."""
-    name = model_params["name"]
+def _fixed_width(builder):
+    def build(params: dict, n_classes: int, head: str) -> keras.Model:
+        width = float(params.get("width", 1.0))
+        if width != 1.0:
+            raise SystemExit(f"{params['name']}: keras.applications has no width multiplier; "
+                             f"set input_size to shrink it, not width={width}")
+        return builder(input_size=int(params["input_size"]), n_classes=n_classes,
+                       dense_units=int(params["dense_units"]), head=head)
+    return build
+
+
+# Models with a channel multiplier; keras.applications baselines are full width only.
+WIDTH_SCALABLE = frozenset({"covidnet_cxr_s"})
+
+BUILDERS = {
+    "covidnet_cxr_s": _covidnet,
+    "densenet121": _fixed_width(build_densenet121),
+    "resnet50": _fixed_width(build_resnet50),
+}
+
+
+def model_params(params: dict, name: str) -> dict:
+    """``models.<name>`` from the (preset-applied) parameters, with its ``name`` added."""
+    zoo = params.get("models") or {}
+    if name not in zoo:
+        raise SystemExit(f"model {name!r} is not in params.yaml 'models' ({sorted(zoo)})")
+    return {"name": name, **zoo[name]}
+
+
+def build_model(params: dict, n_classes: int, head: str) -> keras.Model:
+    """Build ``params['name']`` at ``params['input_size']`` with a head whose layers are ``{head}_*``."""
+    name = params["name"]
     if name not in BUILDERS:
-        raise SystemExit(f"model.name must be one of {sorted(BUILDERS)}, got {name!r}")
-    return BUILDERS[name](input_size=int(model_params["input_size"]), width=float(model_params["width"]),
-                          n_classes=n_classes, dense_units=int(model_params["dense_units"]), head=head)
+        raise SystemExit(f"model name must be one of {sorted(BUILDERS)}, got {name!r}")
+    return BUILDERS[name](params, n_classes, head)
 
 
 def save_weights(model: keras.Model, path) -> None:
     """Save weights atomically (HDF5 written to a temp name, then renamed; no timestamps inside)."""
-    import os
-    from pathlib import Path
-
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: Keras weight files must end with .weights.h5")
@@ -35,12 +67,10 @@ def save_weights(model: keras.Model, path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def load_model(model_params: dict, n_classes: int, head: str, weights) -> keras.Model:
-    """Rebuild a model from params and load its saved weights (checked against the architecture)."""
-    from pathlib import Path
-
+def load_model(params: dict, n_classes: int, head: str, weights) -> keras.Model:
+    """Rebuild a model from its params and load its saved weights (checked against the architecture)."""
     if not Path(weights).exists():
         raise FileNotFoundError(f"{weights}: weight file not found (did the stage that trains it run?)")
-    model = build_model(model_params, n_classes=n_classes, head=head)
+    model = build_model(params, n_classes=n_classes, head=head)
     model.load_weights(str(weights))
     return model

@@ -1,0 +1,94 @@
+"""Stage ``complexity``: the paper's Table 2 (parameters and FLOPs at 480 x 480 x 3) for every model.
+
+Each model of ``models`` in params.yaml is built at the ``complexity`` section's size and width
+(the paper's, whatever the preset: the embedded default shrinks only the trained models, never
+this table) with the severity head, and measured by ``stages.models.complexity``: parameters as
+Keras counts them, FLOPs from TensorFlow's profiler on a frozen graph (2 per multiply-add).
+
+The paper's parameter counts are not all counted the same way, so each row states which count of
+ours it is compared with (``PAPER_PARAMETER_BASIS``): COVID-Net CXR-S the whole model; CheXNet's
+8.1 M matches DenseNet-121 with its 1000-class ImageNet top (8,062,504), not the 7.0 M backbone;
+ResNet-50's 23.6 M matches the backbone without top (23,587,712).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stages.common.io import write_json
+from stages.common.params import load_params
+from stages.reference import paper
+
+HEAD = "severity"
+PAPER_PARAMETER_BASIS = {
+    "covidnet_cxr_s": "total",
+    "densenet121": "with_imagenet_top",
+    "resnet50": "backbone",
+}
+BASIS_TEXT = {
+    "total": "backbone + 2-way severity head",
+    "with_imagenet_top": "backbone + 1000-class ImageNet top (the paper's count appears to include it)",
+    "backbone": "backbone without top",
+}
+
+
+def relative_difference(ours: float, reference: float) -> float:
+    """(ours - reference) / reference, rounded to 5 decimals (0.01234 = 1.234%)."""
+    return round((ours - reference) / reference, 5)
+
+
+def measure(name: str, cfg: dict) -> dict:
+    from stages.models import WIDTH_SCALABLE, build_model
+    from stages.models.baselines import densenet121_imagenet_top_parameters
+    from stages.models.complexity import parameter_counts, profiler_flops
+
+    size = int(cfg["input_size"])
+    architecture = {"name": name, "input_size": size, "dense_units": int(cfg["dense_units"])}
+    if name in WIDTH_SCALABLE:  # `complexity.width` scales only the models that have a width knob
+        architecture["width"] = float(cfg["width"])
+    model = build_model(architecture, n_classes=2, head=HEAD)
+    counts = parameter_counts(model, HEAD)
+    if name == "densenet121":
+        counts["with_imagenet_top"] = densenet121_imagenet_top_parameters()
+    flops = profiler_flops(model, size)
+    row = {"parameters": counts, "flops": flops, "gflops": round(flops / 1e9, 3)}
+    reference = paper()["table2"].get(name)
+    if reference:
+        basis = PAPER_PARAMETER_BASIS[name]
+        row["paper"] = {
+            "label": reference["label"], "parameters_m": reference["parameters_m"], "gflops": reference["gflops"],
+            "parameters_compared": basis, "parameters_compared_means": BASIS_TEXT[basis],
+            "parameters_difference": relative_difference(counts[basis] / 1e6, reference["parameters_m"]),
+            "gflops_difference": relative_difference(flops / 1e9, reference["gflops"]),
+        }
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("metrics/complexity.json"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    cfg = params["complexity"]
+    rows = {}
+    for name in sorted(params["models"]):
+        rows[name] = measure(name, cfg)
+        print(f"complexity: {name} {rows[name]['parameters']['total']:,} parameters, "
+              f"{rows[name]['gflops']} GFLOPs", file=sys.stderr)
+    import tensorflow as tf
+
+    write_json(args.out, {
+        "input_shape": [int(cfg["input_size"]), int(cfg["input_size"]), 3],
+        "width": float(cfg["width"]), "dense_units": int(cfg["dense_units"]),
+        "flops_counted_by": "TensorFlow profiler float_operation on a frozen graph, batch 1, "
+                            "2 FLOPs per multiply-add",
+        "tensorflow": tf.__version__,
+        "models": rows,
+    })
+
+
+if __name__ == "__main__":
+    main()

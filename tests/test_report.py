@@ -1,0 +1,84 @@
+"""The report puts every model's numbers beside the paper's and labels the data source."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stages.report import ordered_models, render
+
+LEVELS = ("Level 1", "Level 2")
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _evaluation(model: str, tp1: int, fn1: int, fp1: int, tp2: int) -> dict:
+    matrix = {"Level 1": {"Level 1": tp1, "Level 2": fn1}, "Level 2": {"Level 1": fp1, "Level 2": tp2}}
+    n = tp1 + fn1 + fp1 + tp2
+    return {"data_source": "synthetic", "model": model, "n": n, "accuracy": (tp1 + tp2) / n,
+            "majority_class_rate": (fp1 + tp2) / n,
+            "sensitivity": {"Level 1": tp1 / (tp1 + fn1), "Level 2": tp2 / (tp2 + fp1)},
+            "ppv": {"Level 1": tp1 / (tp1 + fp1), "Level 2": tp2 / (tp2 + fn1)},
+            "confusion_matrix": {"rows": "true", "columns": "predicted", "matrix": matrix}}
+
+
+@pytest.fixture
+def metrics(tmp_path):
+    root = tmp_path / "metrics"
+    _write(root / "cohort.json", {"images": 40, "patients": 20, "level1": {"images": 15, "patients": 9},
+                                  "level2": {"images": 25, "patients": 14}})
+    complexity = {"input_shape": [480, 480, 3], "tensorflow": "2.x", "flops_counted_by": "profiler", "models": {}}
+    for model, total, basis_count, gflops in (("covidnet_cxr_s", 8_704_034, 8_704_034, 11.238),
+                                              ("resnet50", 24_112_770, 23_587_712, 35.594)):
+        basis = "total" if model == "covidnet_cxr_s" else "backbone"
+        reference = {"covidnet_cxr_s": (8.8, 11.1, "COVID-Net CXR-S"), "resnet50": (23.6, 35.5, "ResNet-50")}[model]
+        complexity["models"][model] = {
+            "flops": int(gflops * 1e9), "gflops": gflops,
+            "parameters": {"total": total, "backbone": basis_count if basis == "backbone" else total - 5, "head": 5},
+            "paper": {"label": reference[2], "parameters_m": reference[0], "gflops": reference[1],
+                      "parameters_compared": basis, "parameters_compared_means": basis,
+                      "parameters_difference": round(basis_count / 1e6 / reference[0] - 1, 5),
+                      "gflops_difference": round(gflops / reference[1] - 1, 5)}}
+        _write(root / "models" / model / "evaluate.json", _evaluation(model, 5, 1, 2, 12))
+        _write(root / "models" / model / "pretrain.json", {"train_images": 30, "epochs": 1,
+                                                            "test": {"accuracy": 0.9, "n": 10}})
+        _write(root / "models" / model / "finetune.json", {
+            "input_size": 32, "parameters": total, "train_images": 12, "val_images": 4, "transferred_layers": 7,
+            "selected_epoch": 1, "epochs": 2, "selected_by": "val_accuracy", "selected": {"val_accuracy": 0.75}})
+    _write(root / "complexity.json", complexity)
+    return root
+
+
+def test_tables_beside_the_paper_and_labelled_synthetic(metrics, tmp_path):
+    text = render(metrics, tmp_path / "reports", {"covidnet_cxr_s": {}, "resnet50": {}})
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert all("synthetic phantoms" in h or "no data involved" in h for h in headings)
+    assert "| COVID-Net CXR-S | 8.70 | 8.8 | -1.1% | 11.24 | 11.1 | +1.2% |" in text
+    assert "| ResNet-50 | 23.59 | 23.6 | -0.1% | 35.59 | 35.5 | +0.3% |" in text
+    # Table 3: this run (from metrics) next to the paper's printed row, for every model
+    assert "| ResNet-50 | this run | 83.33% | 85.71% | 71.43% | 92.31% | 85.00% |" in text
+    assert "| ResNet-50 | paper | 91.84% | 78.85% | 89.11% | 83.67% | 87.33% |" in text
+    assert "| COVID-Net CXR-S | paper | 92.3% | 92.85% |" in text
+    # Table 4: the paper's printed (rows = predicted) matrix re-laid out as rows = true level
+    assert "| Level 1 | 5 | 1 | 48 | 4 |" in text and "| Level 2 | 2 | 12 | 7 | 91 |" in text
+    assert (tmp_path / "reports" / "figures" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_report_is_byte_stable(metrics, tmp_path):
+    render(metrics, tmp_path / "a", {"covidnet_cxr_s": {}, "resnet50": {}})
+    render(metrics, tmp_path / "b", {"covidnet_cxr_s": {}, "resnet50": {}})
+    for name in ("results.md", "figures/confusion_matrix.png", "figures/finetune_curves.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_missing_model_metrics_named(metrics, tmp_path):
+    with pytest.raises(SystemExit, match="densenet121/evaluate.json"):
+        render(metrics, tmp_path / "reports", {"covidnet_cxr_s": {}, "densenet121": {}})
+
+
+def test_models_in_the_papers_order():
+    assert ordered_models({"covidnet_cxr_s": {}, "resnet50": {}, "densenet121": {}, "vgg": {}}) == [
+        "densenet121", "resnet50", "covidnet_cxr_s", "vgg"]
