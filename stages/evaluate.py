@@ -1,8 +1,9 @@
 """Stage ``evaluate``: the only stage that reads the test split.
 
 Run once per model (``evaluate@<model>``). Writes accuracy, the majority-class rate, per-level sensitivity and PPV, and the confusion matrix
-(rows: true level, columns: predicted level) to ``metrics/evaluate.json``, and one row per test
-image to ``metrics/plots/test_predictions.csv`` for ``dvc plots`` (confusion matrix).
+(rows: true level, columns: predicted level) to ``metrics/models/<model>/evaluate.json``, and one
+row per test image to ``metrics/models/<model>/test_predictions.csv`` for ``dvc plots`` (confusion
+matrix).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--model", default="covidnet_cxr_s", help="an entry of `models` in params.yaml")
-    parser.add_argument("--weights", type=Path, default=Path("models/covidnet_cxr_s/finetune.weights.h5"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/evaluate.json"))
-    parser.add_argument("--predictions", type=Path, default=Path("metrics/plots/test_predictions.csv"))
+    parser.add_argument("--weights", type=Path, help="default: models/<model>/finetune.weights.h5")
+    parser.add_argument("--metrics", type=Path, help="default: metrics/models/<model>/evaluate.json")
+    parser.add_argument("--predictions", type=Path, help="default: metrics/models/<model>/test_predictions.csv")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
+    args.weights = args.weights or Path("models", args.model, "finetune.weights.h5")
+    args.metrics = args.metrics or Path("metrics", "models", args.model, "evaluate.json")
+    args.predictions = args.predictions or Path("metrics", "models", args.model, "test_predictions.csv")
     params = load_params(args.params)
 
     from stages import finetune

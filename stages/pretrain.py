@@ -31,10 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="covidnet_cxr_s", help="an entry of `models` in params.yaml")
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
-    parser.add_argument("--model-out", type=Path, default=Path("models/pretrain/model.weights.h5"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/pretrain.json"))
+    parser.add_argument("--model-out", type=Path, help="default: models/<model>/pretrain.weights.h5")
+    parser.add_argument("--metrics", type=Path, help="default: metrics/models/<model>/pretrain.json")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
+    args.model_out = args.model_out or Path("models", args.model, "pretrain.weights.h5")
+    args.metrics = args.metrics or Path("metrics", "models", args.model, "pretrain.json")
     params = load_params(args.params)
     from stages.models import build_model, model_params, save_weights
 

@@ -10,8 +10,8 @@ from stages.sources import phantom
 from tests.conftest import write_dicom
 from tests.test_phantom import TINY_CONFIG
 
-PARAMS = {"data": {"source": "synthetic"}, "model": {"input_size": 32},
-          "ingest": {"crop_top_fraction": 0.08, "max_reject_fraction": 0.5}}
+PARAMS = {"data": {"source": "synthetic"},
+          "ingest": {"image_size": 32, "crop_top_fraction": 0.08, "max_reject_fraction": 0.5}}
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def test_single_file_cli_matches_pipeline(tmp_path):
     pixels = np.tile(np.linspace(0, 4095, 300).round(), (400, 1)).astype(np.int64)
     dicom = write_dicom(tmp_path / "one.dcm", pixels, "MONOCHROME1", 12)
     params_file = tmp_path / "params.yaml"
-    params_file.write_text("preset: embedded\npresets: {embedded: {}}\nmodel: {input_size: 48}\n"
-                           "ingest: {crop_top_fraction: 0.08}\n")
+    params_file.write_text("preset: embedded\npresets: {embedded: {}}\n"
+                           "ingest: {image_size: 48, crop_top_fraction: 0.08}\n")
     ingest.main([str(dicom), "--out", str(tmp_path / "one.png"), "--params", str(params_file)])
     out = np.asarray(Image.open(tmp_path / "one.png"))
     assert out.shape == (48, 48)
