@@ -50,7 +50,7 @@ def measure(name: str, cfg: dict) -> dict:
         architecture["width"] = float(cfg["width"])
     model = build_model(architecture, n_classes=2, head=HEAD)
     counts = parameter_counts(model, HEAD)
-    if name == "densenet121":
+    if PAPER_PARAMETER_BASIS.get(name) == "with_imagenet_top":
         counts["with_imagenet_top"] = densenet121_imagenet_top_parameters()
     flops = profiler_flops(model, size)
     row = {"parameters": counts, "flops": flops, "gflops": round(flops / 1e9, 3)}

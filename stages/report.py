@@ -205,11 +205,10 @@ def table4_lines(evaluation: dict, data: str) -> list[str]:
     return lines + [""]
 
 
-def training_lines(metrics: Path, models: list[str], data: str) -> list[str]:
+def training_lines(metrics: Path, finetunes: dict[str, dict], data: str) -> list[str]:
     lines = [f"## Training - {data}", ""]
-    for model in models:
+    for model, finetune in finetunes.items():
         pretrain = _load(metrics, f"models/{model}/pretrain.json")
-        finetune = _load(metrics, f"models/{model}/finetune.json")
         lines.append(
             f"- {MODEL_LABELS.get(model, model)} (`{model}`, {finetune['input_size']} px input, "
             f"{finetune['parameters']:,} parameters): pretraining on {pretrain['train_images']} images for "
@@ -226,6 +225,7 @@ def render(metrics: Path, out: Path, model_names) -> str:
     complexity = _load(metrics, "complexity.json")
     models = ordered_models(model_names)
     evaluations = {model: _load(metrics, f"models/{model}/evaluate.json") for model in models}
+    finetunes = {model: _load(metrics, f"models/{model}/finetune.json") for model in models}
     sources = {evaluation["data_source"] for evaluation in evaluations.values()}
     if len(sources) != 1:
         raise SystemExit(f"report: evaluations from different data sources {sorted(sources)}; rerun dvc repro")
@@ -246,17 +246,17 @@ def render(metrics: Path, out: Path, model_names) -> str:
             "> **Synthetic data.** These numbers come from the embedded cohort of digital phantoms, "
             "generated offline by `stages.sources.phantom`. They check that the pipeline works; they "
             "are not clinical results and are not comparable to the paper's.", ""]
-    test_sizes = {evaluation["n"] for evaluation in evaluations.values()}
-    lines += cohort_lines(cohort, max(test_sizes), data)
+    # Every model is evaluated on the same test split.
+    test_split = next(iter(evaluations.values()))
+    lines += cohort_lines(cohort, test_split["n"], data)
     lines += table2_lines(complexity)
-    input_sizes = {model: _load(metrics, f"models/{model}/finetune.json")["input_size"] for model in models}
-    lines += table3_lines(evaluations, data, input_sizes)
-    lines.append(f"Majority-class rate of this test split: {_pct(next(iter(evaluations.values()))['majority_class_rate'])}.")
+    lines += table3_lines(evaluations, data, {model: finetunes[model]["input_size"] for model in models})
+    lines.append(f"Majority-class rate of this test split: {_pct(test_split['majority_class_rate'])}.")
     lines.append("")
     if "covidnet_cxr_s" in evaluations:
         lines += table4_lines(evaluations["covidnet_cxr_s"], data)
     lines += ["![confusion matrices](figures/confusion_matrix.png)", ""]
-    lines += training_lines(metrics, models, data)
+    lines += training_lines(metrics, finetunes, data)
     lines += ["![fine-tuning curves](figures/finetune_curves.png)", ""]
     text = "\n".join(lines)
     write_text(out / "results.md", text)
