@@ -1,7 +1,13 @@
 """Stage ``acquire``: bring the raw data into ``data/raw`` in the layout of ``stages.schema``.
 
-``data.source: synthetic`` (the default) generates the embedded phantom cohort offline. Real
-sources (RSNA RICORD 1c from TCIA, COVIDx) write the same layout.
+``data.source`` picks the source:
+- ``synthetic`` (default): the embedded phantom cohort, generated offline and deterministically;
+- ``ricord``: RSNA RICORD 1c from TCIA, its MD.ai annotations, COVID-Net's reference files and
+  COVIDx 8B (``stages.sources.ricord``; needs the internet and the ``ricord`` params section).
+  Downloads go to ``--downloads`` first, are verified there and are reused by later runs.
+
+Either way the raw folder is built in a sibling temporary folder and swapped in whole, so an
+interrupted run never leaves a half-built raw folder that a later stage could mistake for data.
 """
 
 from __future__ import annotations
@@ -11,26 +17,35 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from stages import schema
+from stages.common.io import write_json
 from stages.common.params import load_params
 
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "ricord")
 
 
-def acquire(out_dir: Path, params: dict) -> dict:
+def _build(staging: Path, downloads: Path, params: dict) -> dict:
+    source = params["data"]["source"]
+    if source == "synthetic":
+        from stages.sources import phantom
+        return phantom.generate(staging, params["synthetic"])
+    from stages.sources import ricord
+    if "ricord" not in params:
+        raise SystemExit("acquire: data.source 'ricord' needs a 'ricord' section in params.yaml")
+    summary = ricord.acquire(staging, downloads, params["ricord"])
+    write_json(staging / schema.SOURCE_MANIFEST, summary)
+    return summary
+
+
+def acquire(out_dir: Path, params: dict, downloads: Path = Path("data/downloads")) -> dict:
     source = params["data"]["source"]
     if source not in SOURCES:
-        raise SystemExit(
-            f"acquire: data.source {source!r} is not available yet; choose one of {list(SOURCES)}"
-        )
-    from stages.sources import phantom
-
+        raise SystemExit(f"acquire: data.source {source!r} is not one of {list(SOURCES)}")
     out_dir = Path(out_dir)
-    # Build into a sibling temp folder and swap it in, so an interrupted run never leaves a
-    # half-generated raw folder that a later stage could mistake for complete data.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        summary = phantom.generate(staging, params["synthetic"])
+        summary = _build(staging, Path(downloads), params)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
@@ -41,11 +56,18 @@ def acquire(out_dir: Path, params: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--downloads", type=Path, default=Path("data/downloads"),
+                        help="where verified downloads are kept between runs (real sources only)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    summary = acquire(args.out, load_params(args.params))
+    from stages.sources.http import DownloadError
+    try:
+        summary = acquire(args.out, load_params(args.params), args.downloads)
+    except DownloadError as error:
+        raise SystemExit(f"acquire: {error}\nFinished downloads are kept in {args.downloads}; "
+                         f"rerun to fetch only what is missing.") from None
     print(f"acquire: wrote {args.out} ({summary})")
 
 

@@ -1,10 +1,19 @@
 """Stage ``group``: readers' airspace labels -> one grade per study -> Level 1 / Level 2 per image.
 
 The paper's grouping: Mild (1-2 zones) -> Level 1; Moderate (3-4) and Severe (>4) -> Level 2;
-``Invalid Study`` or no airspace grading -> excluded. Readers vote with their level (an
-``Invalid Study`` label is a vote too); the majority wins and ``group.tie_break`` settles a tie:
-``first`` (the tied candidate whose first vote comes first in the export, COVID-Net's rule),
-``higher`` (the more severe level) or ``lower``.
+``Invalid Study`` or no airspace grading -> excluded.
+
+Resolving reader disagreement, per study, deterministically:
+1. Every airspace annotation is a vote for its level (an ``Invalid Study`` label is a vote too);
+   the majority wins.
+2. A tie goes to the adjudicator: when one of the readers listed in ``group.adjudicators``
+   (MD.ai ``createdById``) voted on the study, their first vote among the tied candidates wins.
+3. Otherwise ``group.tie_break`` settles it: ``first`` (the tied candidate whose first vote comes
+   first in the export, COVID-Net's rule), ``higher`` (the more severe level) or ``lower``.
+
+Reader agreement goes to ``metrics/cohort.json``: Fleiss' kappa (the form that allows a different
+number of readers per study) over levels and over grades, and Cohen's kappa between each study's
+first two readers.
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from sklearn.metrics import cohen_kappa_score
 
 from stages import schema
 from stages.common.io import read_table, write_csv, write_json
@@ -28,11 +39,13 @@ def _vote(grade: str) -> int | str:
     return INVALID_VOTE if grade == "invalid" else schema.LEVEL_OF_GRADE[grade]
 
 
-def resolve_study(grades: list[str], tie_break: str) -> tuple[int | str, str]:
+def resolve_study(grades: list[str], tie_break: str, readers: list[str] | None = None,
+                  adjudicators: frozenset[str] | set[str] = frozenset()) -> tuple[int | str, str]:
     """Majority level over one study's reader grades (in export order) and its study grade.
 
-    Returns (level or "invalid", grade) where grade is the most common grade among the readers
-    who voted for the winning level (ties: the earliest).
+    ``readers`` (same order as ``grades``) and ``adjudicators`` let an adjudicating reader settle
+    a tie. Returns (level or "invalid", grade) where grade is the most common grade among the
+    readers who voted for the winning level (ties: the earliest).
     """
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"group.tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
@@ -40,7 +53,10 @@ def resolve_study(grades: list[str], tie_break: str) -> tuple[int | str, str]:
     counts = Counter(votes)
     best = max(counts.values())
     tied = [v for v in dict.fromkeys(votes) if counts[v] == best]  # export order, deduplicated
-    if len(tied) == 1 or tie_break == "first":
+    adjudicated = [v for v, r in zip(votes, readers or []) if r in adjudicators and v in tied]
+    if len(tied) > 1 and adjudicated:
+        winner = adjudicated[0]
+    elif len(tied) == 1 or tie_break == "first":
         winner = tied[0]
     else:
         levels = [v for v in tied if v != INVALID_VOTE]
@@ -54,14 +70,22 @@ def resolve_study(grades: list[str], tie_break: str) -> tuple[int | str, str]:
     return winner, grade
 
 
-def study_grades(readers: pd.DataFrame, tie_break: str) -> pd.DataFrame:
-    """One row per study that has airspace labels: n_readers, reader_grades, level, grade."""
+def airspace_votes(readers: pd.DataFrame) -> pd.DataFrame:
+    """The airspace annotations in export order, with their grade."""
     airspace = readers[readers.label_name.isin(schema.AIRSPACE_LABELS)]
     airspace = airspace.sort_values("annotation_index", kind="stable")
+    return airspace.assign(grade=airspace.label_name.map(schema.GRADE_OF_LABEL))
+
+
+def study_grades(readers: pd.DataFrame, tie_break: str,
+                 adjudicators: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
+    """One row per study that has airspace labels: n_readers, reader_grades, level, grade."""
+    airspace = airspace_votes(readers)
+    adjudicators = {str(a) for a in adjudicators}
     rows = []
     for study_uid, group in airspace.groupby("study_uid", sort=True):
-        grades = [schema.GRADE_OF_LABEL[name] for name in group.label_name]
-        level, grade = resolve_study(grades, tie_break)
+        grades = list(group.grade)
+        level, grade = resolve_study(grades, tie_break, [str(r) for r in group.reader_id], adjudicators)
         rows.append({
             "study_uid": study_uid,
             "n_readers": group.reader_id.nunique(),
@@ -72,10 +96,10 @@ def study_grades(readers: pd.DataFrame, tie_break: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["study_uid", "n_readers", "reader_grades", "study_grade", "level"])
 
 
-def group_labels(images: pd.DataFrame, readers: pd.DataFrame,
-                 tie_break: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def group_labels(images: pd.DataFrame, readers: pd.DataFrame, tie_break: str,
+                 adjudicators: frozenset[str] | set[str] = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label every image of a validly graded study; list every excluded study with its reason."""
-    studies = study_grades(readers, tie_break)
+    studies = study_grades(readers, tie_break, adjudicators)
     merged = images.merge(studies, on="study_uid", how="left")
     graded = merged["level"].notna() & (merged["level"] != INVALID_VOTE)
     labels = merged[graded].copy()
@@ -88,6 +112,48 @@ def group_labels(images: pd.DataFrame, readers: pd.DataFrame,
         lambda v: "invalid study (reader majority)" if v == INVALID_VOTE else "no airspace grading")
     excluded = excluded.sort_values("study_uid", kind="stable").reset_index(drop=True)
     return labels[schema.LABEL_COLUMNS], excluded[schema.EXCLUDED_STUDY_COLUMNS]
+
+
+def fleiss_kappa(counts: np.ndarray) -> float:
+    """Fleiss' kappa for a (subjects x categories) table of rating counts.
+
+    Subjects may have different numbers of raters (each needs at least two): the per-subject
+    agreement uses its own rater count and the chance agreement pools all ratings.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    raters = counts.sum(axis=1)
+    if counts.ndim != 2 or len(counts) == 0 or (raters < 2).any():
+        raise ValueError("fleiss_kappa needs at least one subject and >= 2 ratings per subject")
+    agreement = ((counts ** 2).sum(axis=1) - raters) / (raters * (raters - 1))
+    shares = counts.sum(axis=0) / raters.sum()
+    chance = float((shares ** 2).sum())
+    if chance >= 1.0:
+        return 1.0  # every rating falls in one category: nothing to disagree on
+    return float((agreement.mean() - chance) / (1.0 - chance))
+
+
+def reader_agreement(readers: pd.DataFrame) -> dict:
+    """Agreement between readers on the airspace grading, over studies read by >= 2 readers.
+
+    Each reader counts once per study (their first airspace annotation in the export).
+    """
+    votes = airspace_votes(readers).drop_duplicates(["study_uid", "reader_id"], keep="first")
+    votes = votes.assign(level=votes.grade.map(lambda g: str(_vote(g))))
+    n_per_study = votes.groupby("study_uid").reader_id.transform("size")
+    multi = votes[n_per_study >= 2]
+    result: dict = {"studies_with_two_or_more_readers": int(multi.study_uid.nunique())}
+    if multi.empty:
+        return result
+    for column in ("level", "grade"):
+        table = pd.crosstab(multi.study_uid, multi[column])
+        result[f"fleiss_kappa_{column}"] = round(fleiss_kappa(table.to_numpy()), 4)
+    pairs = multi.groupby("study_uid", sort=True)["level"].apply(lambda s: list(s[:2]))
+    first, second = [p[0] for p in pairs], [p[1] for p in pairs]
+    labels = sorted(set(first) | set(second))
+    kappa = cohen_kappa_score(first, second, labels=labels) if len(labels) > 1 else 1.0
+    result["cohen_kappa_level_first_two_readers"] = round(float(kappa), 4)
+    result["level_agreement_first_two_readers"] = round(float(np.mean(np.equal(first, second))), 4)
+    return result
 
 
 def cohort_summary(labels: pd.DataFrame, excluded: pd.DataFrame) -> dict:
@@ -116,12 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     images = read_table(args.tables / "severity_images.csv")
     readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
-    labels, excluded = group_labels(images, readers, params["group"]["tie_break"])
+    adjudicators = frozenset(str(a) for a in params["group"].get("adjudicators") or [])
+    labels, excluded = group_labels(images, readers, params["group"]["tie_break"], adjudicators)
     if labels.empty:
         raise SystemExit("group: no image has a valid airspace grade; nothing to train on")
     write_csv(args.tables / "labels.csv", labels, schema.LABEL_COLUMNS)
     write_csv(args.tables / "excluded_studies.csv", excluded, schema.EXCLUDED_STUDY_COLUMNS)
-    summary = {"data_source": params["data"]["source"], **cohort_summary(labels, excluded)}
+    summary = {"data_source": params["data"]["source"], **cohort_summary(labels, excluded),
+               "reader_agreement": reader_agreement(readers)}
     write_json(args.metrics, summary)
     print(f"group: {summary['images']} labelled images of {summary['patients']} patients; "
           f"level1 {summary['level1']}, level2 {summary['level2']}; excluded {summary['excluded_studies']}")

@@ -1,7 +1,9 @@
 """Stage ``ingest``: decode every raw radiograph once into model-ready uint8 PNGs and image tables.
 
-Each DICOM/PNG/JPEG is decoded (Modality LUT, VOI LUT/window, MONOCHROME1 inverted), cropped by the
-top 8% and resized to ``ingest.image_size``. Training reads only these PNGs and never re-decodes
+Each DICOM/PNG/JPEG is decoded (Modality LUT, VOI LUT/window, MONOCHROME1 inverted), cropped to
+COVID-Net's box when ``ricord_data_set.txt`` gives one, cropped by the top 8% and resized to
+``ingest.image_size``. DICOMs whose view is not in ``ingest.views`` are left out (listed in
+``rejects.csv`` as "filtered"). Training reads only these PNGs and never re-decodes
 DICOM. A file that cannot be used is named on stderr and recorded in ``rejects.csv`` with the
 reason; above ``ingest.max_reject_fraction`` of a cohort the stage fails.
 
@@ -28,8 +30,10 @@ from stages import schema
 from stages.common.io import write_bytes, write_csv
 from stages.common.progress import progress
 from stages.common.params import load_params
-from stages.dicomio.read import UnreadableImage, read_any, read_dicom, read_raster
+from stages.dicomio.read import (DICOM_SUFFIXES, UnreadableImage, read_any, read_dicom,
+                                 read_dicom_header, read_raster)
 from stages.imaging.preprocess import preprocess
+from stages.sources.covidnet import read_crop_boxes
 from stages.sources.covidx import read_covidx_list
 
 SEVERITY_DIR = "severity"
@@ -43,13 +47,15 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_dicom(task: tuple[Path, int, float]) -> tuple[bytes | None, dict | None, str | None]:
-    path, size, crop = task
+def _decode_dicom(task: tuple) -> tuple[bytes | None, str | None]:
+    path, size, crop, box = task
     try:
-        display, header = read_dicom(path)
-        return encode_png(preprocess(display, size, crop)), asdict(header), None
+        display, _ = read_dicom(path)
+        return encode_png(preprocess(display, size, crop, box)), None
     except UnreadableImage as err:
-        return None, None, str(err)
+        return None, str(err)
+    except ValueError as err:  # a crop box outside the image
+        return None, f"{path}: {err}"
 
 
 def _decode_raster(task: tuple[Path, int, float]) -> tuple[bytes | None, dict | None, str | None]:
@@ -82,18 +88,38 @@ def _patient_suffix(patient_id: str) -> str:
     return patient_id[len(prefix):] if patient_id.startswith(prefix) else patient_id
 
 
-def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: int,
-                    source: str) -> tuple[pd.DataFrame, list[dict], int]:
-    files = sorted(p for p in (raw / schema.RICORD_IMAGES_DIR).rglob("*") if p.is_file())
-    results = _map(_decode_dicom, [(p, size, crop) for p in files], workers, "ingest severity")
+def _headers(files: list[Path], raw: Path) -> tuple[list[dict], list[dict]]:
+    """Header pass (no pixel data): the fields the image table keeps, and unreadable files."""
     rows, rejects = [], []
-    for path, (png, header, error) in zip(files, results):
-        rel = path.relative_to(raw).as_posix()
-        if error is not None:
-            print(f"ingest: rejected {error}", file=sys.stderr)
-            rejects.append({"raw_path": rel, "cohort": "severity", "reason": error})
+    for path in progress(files, desc="read headers", unit="file"):
+        try:
+            header = asdict(read_dicom_header(path))
+        except UnreadableImage as err:
+            rejects.append(_reject(path.relative_to(raw).as_posix(), "severity", "unreadable", str(err)))
             continue
-        rows.append({**header, "raw_path": rel, "png": png, "source": source})
+        rows.append({**header, "raw_path": path.relative_to(raw).as_posix()})
+    return rows, rejects
+
+
+def _reject(raw_path: str, cohort: str, kind: str, reason: str) -> dict:
+    print(f"ingest: {'rejected' if kind == 'unreadable' else 'left out'} {reason}", file=sys.stderr)
+    return {"raw_path": raw_path, "cohort": cohort, "kind": kind, "reason": reason}
+
+
+def read_crop_boxes_if_any(raw: Path) -> dict[str, tuple[int, int, int, int]]:
+    """image_id -> COVID-Net crop box, when the reference files were acquired (RICORD only)."""
+    path = raw / schema.RICORD_CROP_BOXES
+    if not path.exists():
+        return {}
+    boxes = read_crop_boxes(path)
+    return {row.image_id: (row.xmin, row.ymin, row.xmax, row.ymax) for row in boxes.itertuples()}
+
+
+def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: int, source: str,
+                    views: tuple[str, ...] = schema.VIEWS) -> tuple[pd.DataFrame, list[dict], int]:
+    files = sorted(p for p in (raw / schema.RICORD_IMAGES_DIR).rglob("*")
+                   if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
+    rows, rejects = _headers(files, raw)
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=schema.SEVERITY_IMAGE_COLUMNS), rejects, len(files)
@@ -104,11 +130,31 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
         ricord_image_id(_patient_suffix(p), s, i)
         for p, s, i in zip(table.patient_id, table.study_uid, table.index_in_study)
     ]
+    left_out = ~table.view.isin(views)
+    for raw_path, view in zip(table.raw_path[left_out], table.view[left_out]):
+        rejects.append(_reject(raw_path, "severity", "filtered", f"{raw_path}: view {view} is not in ingest.views {list(views)}"))
+    table = table[~left_out]
+    boxes = read_crop_boxes_if_any(raw)
+    tasks = [(raw / p, size, crop, boxes.get(i)) for p, i in zip(table.raw_path, table.image_id)]
+    results = _map(_decode_dicom, tasks, workers, "ingest severity")
+    decoded = [error is None for _, error in results]
+    for (png, error), raw_path in zip(results, table.raw_path):
+        if error is not None:
+            rejects.append(_reject(raw_path, "severity", "unreadable", error))
+    table = table.assign(png=[png for png, _ in results], source=source)[decoded]
     table["image_path"] = SEVERITY_DIR + "/" + table["image_id"] + ".png"
     for image_path, png in zip(table.image_path, table.png):
         write_bytes(images / image_path, png)
     table = table.sort_values("image_id", kind="stable").reset_index(drop=True)
     return table[schema.SEVERITY_IMAGE_COLUMNS], rejects, len(files)
+
+
+def _not_acquired(raw: Path) -> set[tuple[str, str]]:
+    """(list, filename) pairs that acquire listed in ``covidx/missing.txt``."""
+    path = raw / schema.COVIDX_MISSING
+    if not path.exists():
+        return set()
+    return {tuple(line.split(" ", 1)) for line in path.read_text(encoding="utf-8").splitlines() if line}
 
 
 def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: int,
@@ -122,13 +168,19 @@ def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: in
         return pd.DataFrame(columns=schema.PRETRAIN_IMAGE_COLUMNS), [], 0
     table = pd.concat(listed, ignore_index=True)
     table["raw_path"] = schema.COVIDX_IMAGES_DIR + "/" + table["filename"]
+    # Images acquire could not find were reported (and bounded) there; leave them out here.
+    rejects = []
+    not_acquired = _not_acquired(raw)
+    absent = [(n, f) in not_acquired for n, f in zip(table.list, table.filename)]
+    for raw_path in table.raw_path[absent]:
+        rejects.append(_reject(raw_path, "pretrain", "filtered", f"{raw_path}: listed in COVIDx but not acquired"))
+    table = table[[not a for a in absent]].reset_index(drop=True)
     tasks = [(raw / p, size, crop) for p in table.raw_path]
     results = _map(_decode_raster, tasks, workers, "ingest pretrain")
-    keep, rejects = [], []
+    keep = []
     for i, (png, shape, error) in enumerate(results):
         if error is not None:
-            print(f"ingest: rejected {error}", file=sys.stderr)
-            rejects.append({"raw_path": table.raw_path[i], "cohort": "pretrain", "reason": error})
+            rejects.append(_reject(table.raw_path[i], "pretrain", "unreadable", error))
             continue
         stem = Path(table.filename[i]).stem
         image_path = f"{PRETRAIN_DIR}/{stem}.png"
@@ -141,9 +193,10 @@ def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: in
 
 
 def _check_rejects(rejects: list[dict], total: int, cohort: str, max_fraction: float) -> None:
-    n = sum(r["cohort"] == cohort for r in rejects)
+    unreadable = [r for r in rejects if r["cohort"] == cohort and r["kind"] == "unreadable"]
+    n = len(unreadable)
     if total and n / total > max_fraction:
-        names = ", ".join(r["raw_path"] for r in rejects if r["cohort"] == cohort)
+        names = ", ".join(r["raw_path"] for r in unreadable)
         raise SystemExit(
             f"ingest: {n} of {total} {cohort} files ({n / total:.1%}) could not be used, above "
             f"ingest.max_reject_fraction={max_fraction:.1%}; see rejects.csv. Files: {names}"
@@ -155,9 +208,14 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
     crop = float(params["ingest"]["crop_top_fraction"])
     max_fraction = float(params["ingest"]["max_reject_fraction"])
     source = params["data"]["source"]
+    views = tuple(params["ingest"].get("views") or schema.VIEWS)
+    unknown = sorted(set(views) - set(schema.VIEWS))
+    if unknown:
+        raise SystemExit(f"ingest: ingest.views {unknown} not among {list(schema.VIEWS)} "
+                         f"(the task takes one frontal radiograph; laterals are always left out)")
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     images.mkdir(parents=True, exist_ok=True)
-    severity, rejects_s, n_s = ingest_severity(raw, images, size, crop, workers, source)
+    severity, rejects_s, n_s = ingest_severity(raw, images, size, crop, workers, source, views)
     pretrain, rejects_p, n_p = ingest_pretrain(raw, images, size, crop, workers, source)
     rejects = pd.DataFrame(rejects_s + rejects_p, columns=schema.REJECT_COLUMNS)
     write_csv(tables / "rejects.csv", rejects, schema.REJECT_COLUMNS)
@@ -170,11 +228,11 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
     return {"severity": len(severity), "pretrain": len(pretrain), "rejected": len(rejects)}
 
 
-def ingest_one(path: Path, out: Path, params: dict) -> None:
-    """Preprocess one radiograph exactly as the pipeline does."""
+def ingest_one(path: Path, out: Path, params: dict, box: tuple[int, int, int, int] | None = None) -> None:
+    """Preprocess one radiograph exactly as the pipeline does (``box``: COVID-Net's crop box)."""
     display = read_any(path)
     pixels = preprocess(display, int(params["ingest"]["image_size"]),
-                        float(params["ingest"]["crop_top_fraction"]))
+                        float(params["ingest"]["crop_top_fraction"]), box)
     write_bytes(out, encode_png(pixels))
 
 
@@ -182,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", nargs="?", type=Path, help="one DICOM/PNG/JPEG file to preprocess")
     parser.add_argument("--out", type=Path, help="output PNG for a single INPUT")
+    parser.add_argument("--crop-box", type=int, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                        help="for a single INPUT: crop box from ricord_data_set.txt, applied first")
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
@@ -193,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.out is None:
             parser.error("--out is required with INPUT")
         try:
-            ingest_one(args.input, args.out, params)
-        except UnreadableImage as err:
+            ingest_one(args.input, args.out, params, tuple(args.crop_box) if args.crop_box else None)
+        except (UnreadableImage, ValueError) as err:
             raise SystemExit(f"ingest: {err}") from None
         print(f"ingest: wrote {args.out}")
         return

@@ -127,6 +127,20 @@ def cohort_lines(cohort: dict, test_images: int, data: str) -> list[str]:
         f"{reference['level2']['images']} / {reference['level2']['patients']} |",
         f"| test images | {test_images} | {reference['test_images']} |",
         "",
+    ] + agreement_lines(cohort.get("reader_agreement"))
+
+
+def agreement_lines(agreement: dict | None) -> list[str]:
+    """One sentence on how far the readers agree (from ``group``), when it was measured."""
+    if not agreement or "fleiss_kappa_level" not in agreement:
+        return []
+    return [
+        f"Reader agreement over the {agreement['studies_with_two_or_more_readers']} studies graded by two "
+        f"or more readers: Fleiss' kappa {agreement['fleiss_kappa_level']:.3f} on the level "
+        f"(Level 1 / Level 2 / invalid) and {agreement['fleiss_kappa_grade']:.3f} on the grade; "
+        f"Cohen's kappa {agreement['cohen_kappa_level_first_two_readers']:.3f} between each study's "
+        f"first two readers (raw agreement {agreement['level_agreement_first_two_readers']:.1%}).",
+        "",
     ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 #   ricord/annotations.json          one MD.ai export (labelGroups / datasets / annotations)
 #   covidx/images/<filename>         PNG/JPEG pretraining images
 #   covidx/train.txt, covidx/test.txt  COVIDx label lists: ``patient_id filename label source``
+#   covidnet/                         COVID-Net reference files (COVIDxSev lists, crop boxes), when fetched
 #   SOURCE.json                       which source wrote the folder and with which settings
 #   synthetic_truth/*.csv             synthetic source only: the planted truth, for tests
 # ---------------------------------------------------------------------------------------------
@@ -23,6 +24,10 @@ RICORD_ANNOTATIONS = "ricord/annotations.json"
 COVIDX_DIR = "covidx"
 COVIDX_IMAGES_DIR = "covidx/images"
 COVIDX_LISTS = {"train": "covidx/train.txt", "test": "covidx/test.txt"}
+COVIDX_MISSING = "covidx/missing.txt"  # "<list> <filename>" per listed image acquire could not find
+COVIDNET_DIR = "covidnet"
+SEVERITY_REFERENCE_LISTS = {"train": "covidnet/train_COVIDxSev.txt", "test": "covidnet/test_COVIDxSev.txt"}
+RICORD_CROP_BOXES = "covidnet/ricord_data_set.txt"
 SOURCE_MANIFEST = "SOURCE.json"
 SYNTHETIC_TRUTH_DIR = "synthetic_truth"
 
@@ -46,7 +51,8 @@ GRADE_OF_LABEL = {MILD: "mild", MODERATE: "moderate", SEVERE: "severe", INVALID:
 LEVEL_OF_GRADE = {"mild": 1, "moderate": 2, "severe": 2}
 LEVELS = (1, 2)
 
-VIEWS = ("AP", "PA", "UNKNOWN")
+VIEWS = ("AP", "PA", "UNKNOWN")  # views the image table may hold (``ingest.views`` picks among them)
+DICOM_VIEWS = VIEWS + ("LATERAL",)  # what the DICOM reader reports; laterals are always left out
 SPLITS = ("train", "val", "test")
 COVIDX_CLASSES = ("positive", "negative")
 
@@ -85,8 +91,9 @@ PRETRAIN_IMAGE_COLUMNS = [
     "columns",
     "source",
 ]
-# ingest -> rejects.csv: files that could not be used, and why.
-REJECT_COLUMNS = ["raw_path", "cohort", "reason"]
+# ingest -> rejects.csv: files that could not be used (kind "unreadable", counted against
+# ingest.max_reject_fraction) or were left out by a setting (kind "filtered", e.g. a view), and why.
+REJECT_COLUMNS = ["raw_path", "cohort", "kind", "reason"]
 
 # group -> labels.csv: one row per labelled severity image.
 LABEL_COLUMNS = [

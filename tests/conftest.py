@@ -8,45 +8,58 @@ from pathlib import Path
 import stages.training.setup  # noqa: F401
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 12,
-                window: tuple[float, float] | None = None, view: str | None = "AP",
-                rescale: tuple[float, float] | None = None) -> Path:
-    """Write an uncompressed single-frame radiograph with the given pixel values."""
+def cr_dataset(pixels: np.ndarray, bits_stored: int = 12, photometric: str = "MONOCHROME2",
+               signed: bool = False, transfer_syntax: str = ExplicitVRLittleEndian,
+               uid_seed: str | None = None, patient_id: str = "TEST-0001") -> FileDataset:
+    """An uncompressed single-frame CR dataset holding ``pixels`` (UIDs derived from ``uid_seed``)."""
+    def uid(*parts: str) -> str:
+        return generate_uid(entropy_srcs=[uid_seed, *parts]) if uid_seed is not None else generate_uid()
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(path)])
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    meta.MediaStorageSOPInstanceUID = uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = FileDataset(uid_seed or "fixture", {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[str(path), "study"])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[str(path), "series"])
-    ds.PatientID = "TEST-0001"
+    ds.StudyInstanceUID = uid("study")
+    ds.SeriesInstanceUID = uid("series")
+    ds.PatientID = patient_id
     ds.Modality = "CR"
-    if view:
-        ds.ViewPosition = view
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
     ds.BitsAllocated = 8 if bits_stored <= 8 else 16
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
-    ds.PixelRepresentation = 0
+    ds.PixelRepresentation = int(signed)
+    if bits_stored <= 8:
+        dtype = np.int8 if signed else np.uint8
+    else:
+        dtype = np.int16 if signed else np.uint16
+    ds.PixelData = pixels.astype(dtype).tobytes()
+    return ds
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 12,
+                window: tuple[float, float] | None = None, view: str | None = "AP",
+                rescale: tuple[float, float] | None = None) -> Path:
+    """Write an uncompressed single-frame radiograph with the given pixel values."""
+    ds = cr_dataset(pixels, bits_stored, photometric, uid_seed=str(path))
+    if view:
+        ds.ViewPosition = view
     if window:
         ds.WindowCenter, ds.WindowWidth = window
     if rescale:
         ds.RescaleSlope, ds.RescaleIntercept = rescale
-    dtype = np.uint8 if bits_stored <= 8 else np.uint16
-    ds.PixelData = pixels.astype(dtype).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path

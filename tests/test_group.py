@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from stages import schema
-from stages.group import cohort_summary, group_labels, resolve_study
+from stages.group import cohort_summary, fleiss_kappa, group_labels, reader_agreement, resolve_study
 
 
 @pytest.mark.parametrize("grades, tie_break, expected", [
@@ -54,3 +54,45 @@ def test_group_labels_levels_and_exclusions():
     assert summary["level1"] == {"images": 2, "patients": 1}
     assert summary["level2"] == {"images": 1, "patients": 1}
     assert summary["readers_unanimous_fraction"] == 0.5
+
+
+def test_adjudicator_settles_a_tie_and_only_a_tie():
+    grades, readers = ["mild", "moderate"], ["U1", "ADJ"]
+    assert resolve_study(grades, "first", readers, {"ADJ"}) == (2, "moderate")
+    assert resolve_study(grades, "first", readers, set()) == (1, "mild")
+    # No tie: the majority stands even against the adjudicator.
+    assert resolve_study(["mild", "mild", "severe"], "first", ["U1", "U2", "ADJ"], {"ADJ"}) == (1, "mild")
+    # Adjudicator absent from the study: the stated tie_break applies.
+    assert resolve_study(grades, "higher", ["U1", "U2"], {"ADJ"}) == (2, "moderate")
+
+
+def test_group_labels_uses_adjudicators():
+    images = pd.DataFrame({"image_id": ["a1"], "patient_id": ["P1"], "study_uid": ["S1"]})
+    readers = _readers([("S1", "U1", schema.MILD), ("S1", "ADJ", schema.SEVERE)])
+    assert group_labels(images, readers, "first")[0].airspace_level.tolist() == [1]
+    assert group_labels(images, readers, "first", {"ADJ"})[0].airspace_level.tolist() == [2]
+
+
+def test_fleiss_kappa_matches_the_published_example():
+    # Fleiss (1971) style worked example (10 subjects, 14 raters, 5 categories): kappa = 0.210.
+    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+             [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-4)
+    assert fleiss_kappa([[3, 0], [0, 2], [2, 0]]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        fleiss_kappa([[1, 0]])
+
+
+def test_reader_agreement_counts_each_reader_once():
+    readers = _readers([
+        ("S1", "U1", schema.MILD), ("S1", "U2", schema.MILD), ("S1", "U1", schema.SEVERE),
+        ("S2", "U1", schema.SEVERE), ("S2", "U2", schema.MODERATE),
+        ("S3", "U1", schema.MILD), ("S3", "U2", schema.SEVERE),
+        ("S4", "U1", schema.MILD),  # one reader: not in the agreement statistics
+    ])
+    agreement = reader_agreement(readers)
+    assert agreement["studies_with_two_or_more_readers"] == 3
+    assert agreement["level_agreement_first_two_readers"] == pytest.approx(2 / 3, abs=1e-4)
+    # levels: S1 (1,1), S2 (2,2), S3 (1,2): Cohen's kappa from sklearn on the same pairs
+    assert agreement["cohen_kappa_level_first_two_readers"] == pytest.approx(0.4, abs=1e-4)
+    assert agreement["fleiss_kappa_level"] < agreement["level_agreement_first_two_readers"]

@@ -84,3 +84,63 @@ def test_single_file_cli_matches_pipeline(tmp_path):
     bad.write_text("not a dicom")
     with pytest.raises(SystemExit, match="bad.dcm"):
         ingest.main([str(bad), "--out", str(tmp_path / "bad.png"), "--params", str(params_file)])
+
+
+def test_crop_box_from_reference_file_is_applied_first(raw, tmp_path):
+    plain = ingest.run(raw, tmp_path / "a/images", tmp_path / "a/tables", PARAMS, workers=1)
+    severity = pd.read_csv(tmp_path / "a/tables/severity_images.csv", dtype=str)
+    target = severity.iloc[0]
+    box = (5, 7, int(target["columns"]) // 2, int(target["rows"]) // 2)
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    (copy / schema.RICORD_CROP_BOXES).parent.mkdir(parents=True)
+    (copy / schema.RICORD_CROP_BOXES).write_text(
+        f"{target.image_id}.png {' '.join(map(str, box))}\nsome-other-image.png\n")
+    boxed = ingest.run(copy, tmp_path / "b/images", tmp_path / "b/tables", PARAMS, workers=1)
+    assert boxed == plain
+    display, _ = ingest.read_dicom(copy / target.raw_path)
+    expected = ingest.preprocess(display, 32, 0.08, box)
+    got = np.asarray(Image.open(tmp_path / "b/images" / target.image_path))
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "a/images" / target.image_path)))
+    other = severity.iloc[1].image_path  # no box: unchanged
+    assert (tmp_path / "a/images" / other).read_bytes() == (tmp_path / "b/images" / other).read_bytes()
+
+
+def test_views_setting_leaves_images_out_without_failing(raw, tmp_path):
+    params = {**PARAMS, "ingest": {**PARAMS["ingest"], "views": ["AP", "PA"], "max_reject_fraction": 0.0}}
+    strict_raw = tmp_path / "raw"
+    shutil.copytree(raw, strict_raw)
+    for corrupt in pd.read_csv(raw / schema.SYNTHETIC_TRUTH_DIR / "corrupt_files.csv").raw_path:
+        (strict_raw / corrupt).unlink()
+    lateral = write_dicom(strict_raw / schema.RICORD_IMAGES_DIR / "lateral" / "1-1.dcm",
+                          np.arange(64 * 64).reshape(64, 64) % 4096, view="LL")
+    summary = ingest.run(strict_raw, tmp_path / "images", tmp_path / "tables", params, workers=1)
+    severity = pd.read_csv(tmp_path / "tables/severity_images.csv", dtype=str)
+    rejects = pd.read_csv(tmp_path / "tables/rejects.csv", dtype=str)
+    assert set(severity.view) <= {"AP", "PA"} and summary["severity"] == len(severity) > 0
+    filtered = rejects[rejects.kind == "filtered"]
+    assert len(filtered) > 1 and filtered.reason.str.contains(r"view (?:UNKNOWN|LATERAL) is not in ingest.views").all()
+    assert filtered.raw_path.str.endswith("lateral/1-1.dcm").sum() == 1, lateral
+    with pytest.raises(SystemExit, match="OBLIQUE"):
+        ingest.run(strict_raw, tmp_path / "images", tmp_path / "t2",
+                   {**params, "ingest": {**params["ingest"], "views": ["OBLIQUE"]}}, workers=1)
+
+
+def test_covidx_images_acquire_reported_missing_are_left_out(raw, tmp_path):
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    victim = sorted((copy / schema.COVIDX_IMAGES_DIR).iterdir())[0]
+    victim.unlink()
+    listed = pd.concat([ingest.read_covidx_list(copy / rel).assign(list=name)
+                        for name, rel in schema.COVIDX_LISTS.items()])
+    list_name = listed.set_index("filename").list[victim.name]
+    (copy / schema.COVIDX_MISSING).write_text(f"{list_name} {victim.name}\n")
+    strict = {**PARAMS, "ingest": {**PARAMS["ingest"], "max_reject_fraction": 0.0}}
+    for corrupt in pd.read_csv(raw / schema.SYNTHETIC_TRUTH_DIR / "corrupt_files.csv").raw_path:
+        (copy / corrupt).unlink()
+    ingest.run(copy, tmp_path / "images", tmp_path / "tables", strict, workers=1)
+    rejects = pd.read_csv(tmp_path / "tables/rejects.csv")
+    assert rejects.to_dict("records") == [{
+        "raw_path": f"{schema.COVIDX_IMAGES_DIR}/{victim.name}", "cohort": "pretrain", "kind": "filtered",
+        "reason": f"{schema.COVIDX_IMAGES_DIR}/{victim.name}: listed in COVIDx but not acquired"}]

@@ -19,7 +19,7 @@ PER_MODEL = ["pretrain", "finetune", "evaluate"]
 # transfer of a keras.applications backbone; the repository's params.yaml has all three.
 TINY_MODELS = {"covidnet_cxr_s": {"input_size": 32, "width": 0.125, "dense_units": 8},
                "resnet50": {"input_size": 32, "dense_units": 8}}
-METRICS = ["metrics/cohort.json", "metrics/complexity.json"] + [
+METRICS = ["metrics/cohort.json", "metrics/split.json", "metrics/complexity.json"] + [
     f"metrics/models/{model}/{name}.json" for model in TINY_MODELS for name in PER_MODEL]
 
 TINY = {

@@ -82,3 +82,16 @@ def test_missing_model_metrics_named(metrics, tmp_path):
 def test_models_in_the_papers_order():
     assert ordered_models({"covidnet_cxr_s": {}, "resnet50": {}, "densenet121": {}, "vgg": {}}) == [
         "densenet121", "resnet50", "covidnet_cxr_s", "vgg"]
+
+
+def test_reader_agreement_sentence_when_measured(metrics, tmp_path):
+    assert "Reader agreement" not in render(metrics, tmp_path / "a", {"covidnet_cxr_s": {}, "resnet50": {}})
+    cohort = json.loads((metrics / "cohort.json").read_text())
+    cohort["reader_agreement"] = {"studies_with_two_or_more_readers": 12, "fleiss_kappa_level": 0.61234,
+                                  "fleiss_kappa_grade": 0.5, "cohen_kappa_level_first_two_readers": 0.7,
+                                  "level_agreement_first_two_readers": 0.875}
+    _write(metrics / "cohort.json", cohort)
+    text = render(metrics, tmp_path / "b", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert ("over the 12 studies graded by two or more readers: Fleiss' kappa 0.612 on the level "
+            "(Level 1 / Level 2 / invalid) and 0.500 on the grade; Cohen's kappa 0.700") in text
+    assert "(raw agreement 87.5%)" in text

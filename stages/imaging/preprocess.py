@@ -1,9 +1,22 @@
-"""The paper's preprocessing: crop the top 8% (burned-in text), resize to a square input."""
+"""The paper's preprocessing: COVID-Net's crop box where it gives one, crop the top 8% (burned-in
+text), resize to a square input."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
+
+def crop_box(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Keep ``xmin <= x < xmax, ymin <= y < ymax`` (clipped to the image); None keeps all."""
+    if box is None:
+        return image
+    xmin, ymin, xmax, ymax = (int(v) for v in box)
+    rows, columns = image.shape[:2]
+    xmin, ymin, xmax, ymax = max(xmin, 0), max(ymin, 0), min(xmax, columns), min(ymax, rows)
+    if xmin >= xmax or ymin >= ymax:
+        raise ValueError(f"crop box {tuple(box)} leaves nothing of a {columns}x{rows} image")
+    return image[ymin:ymax, xmin:xmax]
 
 
 def crop_top(image: np.ndarray, fraction: float) -> np.ndarray:
@@ -25,6 +38,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
 
-def preprocess(image: np.ndarray, size: int, crop_top_fraction: float = 0.08) -> np.ndarray:
+def preprocess(image: np.ndarray, size: int, crop_top_fraction: float = 0.08,
+               box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Display image in [0, 1] -> model-ready uint8 size x size."""
-    return to_uint8(resize_square(crop_top(image, crop_top_fraction), size))
+    return to_uint8(resize_square(crop_top(crop_box(image, box), crop_top_fraction), size))

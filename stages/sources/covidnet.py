@@ -1,0 +1,120 @@
+"""COVID-Net's reference files for CXR-S: the COVIDxSev split lists and the RICORD crop boxes.
+
+They come from the COVID-Net repository at one pinned commit and are verified by sha256
+(``REFERENCE_FILES``), so the published test set is exactly the one the paper used:
+
+- ``train_COVIDxSev.txt`` / ``test_COVIDxSev.txt``: ``patient_id filename level source`` with
+  level ``level1`` or ``level2``;
+- ``ricord_data_set.txt``: the usable RICORD 1c PNG names, each optionally followed by a crop box
+  ``xmin ymin xmax ymax`` in pixels of the original radiograph;
+- ``ricord_patientid_to_studyid_mapping.json``: patient id -> list of StudyInstanceUIDs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from stages import schema
+
+REPOSITORY = "lindawangg/COVID-Net"
+COMMIT = "65999806546b55ab8adfc32b0cf8f70880c337dc"
+RAW_BASE_URL = "https://raw.githubusercontent.com"
+
+# file name -> (path in the repository, sha256 of the file at COMMIT)
+REFERENCE_FILES = {
+    "train_COVIDxSev.txt": (
+        "labels/train_COVIDxSev.txt",
+        "1de914b21f84c55de0dd56a580c2e6ddbad30ef5706d9d2b40e73f3abe2bf8be"),
+    "test_COVIDxSev.txt": (
+        "labels/test_COVIDxSev.txt",
+        "0ab1825132b9f41f72cbceb3b112de799f5b4e6f747be51850c3a50d735cab28"),
+    "ricord_data_set.txt": (
+        "create_ricord_dataset/ricord_data_set.txt",
+        "ce4d53c168c382966ed9be6ced9973ff692cebf0edca8bc4ed0e489cb0dd5bf4"),
+    "ricord_patientid_to_studyid_mapping.json": (
+        "create_ricord_dataset/ricord_patientid_to_studyid_mapping.json",
+        "61c2a02829bb6231373fca320a54485c43754e572e61005f934d449fb58cac97"),
+}
+# COVIDx 8B label lists (the pretraining cohort), same repository and commit.
+COVIDX_LIST_FILES = {
+    "train": ("labels/train_COVIDx8B.txt",
+              "1d267c5dd2dfbd9fa99f407a8e7e1f4103cf8b594b1f66f2e95fb43cf9c57a2e"),
+    "test": ("labels/test_COVIDx8B.txt",
+             "7c92ae0bef49652005e1541a1f2b774e313be4431a891cb0aa5539d37ca2a71e"),
+}
+
+SEVERITY_LIST_COLUMNS = ["patient_id", "image_id", "airspace_level", "list_source"]
+CROP_BOX_COLUMNS = ["image_id", "xmin", "ymin", "xmax", "ymax"]
+LEVEL_OF_NAME = {"level1": 1, "level2": 2}
+
+
+def file_url(repository_path: str, base_url: str = RAW_BASE_URL, commit: str = COMMIT) -> str:
+    """Raw URL of one repository file at the pinned commit."""
+    return f"{base_url.rstrip('/')}/{REPOSITORY}/{commit}/{repository_path}"
+
+
+def _image_id(filename: str) -> str:
+    return filename[:-4] if filename.lower().endswith(".png") else filename
+
+
+def read_severity_list(path: str | Path) -> pd.DataFrame:
+    """Parse a COVIDxSev list; ValueError naming file and line for a malformed line."""
+    path = Path(path)
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 4:
+            raise ValueError(f"{path}:{number}: expected 'patient_id filename level source', "
+                             f"got {len(fields)} field(s): {line.strip()!r}")
+        patient_id, filename, level, source = fields
+        if level not in LEVEL_OF_NAME:
+            raise ValueError(f"{path}:{number}: level {level!r} is not one of {sorted(LEVEL_OF_NAME)}")
+        rows.append({"patient_id": patient_id, "image_id": _image_id(filename),
+                     "airspace_level": LEVEL_OF_NAME[level], "list_source": source})
+    table = pd.DataFrame(rows, columns=SEVERITY_LIST_COLUMNS)
+    duplicated = table.image_id[table.image_id.duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{path}: image listed more than once: {sorted(set(duplicated))[:5]}")
+    return table.astype({"airspace_level": "int64"})
+
+
+def read_crop_boxes(path: str | Path) -> pd.DataFrame:
+    """Crop boxes of ``ricord_data_set.txt`` (lines with a name only have no box and are skipped)."""
+    path = Path(path)
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if len(fields) in (0, 1):
+            continue
+        if len(fields) != 5:
+            raise ValueError(f"{path}:{number}: expected 'filename [xmin ymin xmax ymax]', got {line.strip()!r}")
+        try:
+            xmin, ymin, xmax, ymax = (int(v) for v in fields[1:])
+        except ValueError:
+            raise ValueError(f"{path}:{number}: crop box is not four integers: {line.strip()!r}") from None
+        if not (0 <= xmin < xmax and 0 <= ymin < ymax):
+            raise ValueError(f"{path}:{number}: empty or negative crop box {fields[1:]}")
+        rows.append({"image_id": _image_id(fields[0]), "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax})
+    return pd.DataFrame(rows, columns=CROP_BOX_COLUMNS)
+
+
+def read_patient_studies(path: str | Path) -> dict[str, list[str]]:
+    """The patient id -> StudyInstanceUIDs map, validated as a JSON object of string lists."""
+    path = Path(path)
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(mapping, dict) or not all(
+            isinstance(v, list) and all(isinstance(s, str) for s in v) for v in mapping.values()):
+        raise ValueError(f"{path}: expected an object mapping patient ids to lists of StudyInstanceUIDs")
+    return mapping
+
+
+def reference_dir(raw: str | Path) -> Path:
+    return Path(raw) / schema.COVIDNET_DIR

@@ -1,0 +1,162 @@
+"""``data.source: ricord``: the real cohort, assembled into the raw layout of ``stages.schema``.
+
+Everything fetched over the network lands first in a download folder (``data/downloads``, outside
+DVC's outputs, so a stage rerun or an interruption never throws finished downloads away) and is
+verified there; the raw folder is then assembled from those verified files:
+
+- RSNA RICORD 1c radiographs from the TCIA NBIA REST API (``stages.sources.nbia``), one verified
+  zip per series, extracted to ``ricord/images/<SeriesInstanceUID>/``, listed with checksums in
+  ``ricord/manifest.csv``;
+- the MD.ai annotation export, from a URL or a local path, to ``ricord/annotations.json``;
+- COVID-Net's reference files (COVIDxSev lists, crop boxes, patient map) at a pinned commit,
+  verified by sha256, to ``covidnet/``;
+- COVIDx 8B for pretraining: its lists (same commit, sha256) to ``covidx/train.txt`` and
+  ``covidx/test.txt`` and the listed images from a local folder (the Kaggle release) or, for
+  sources with a URL template (the public GitHub collections), downloaded. Listed images found
+  nowhere are reported with their count and names in ``covidx/missing.txt``.
+
+The checksums of everything go to ``SOURCE.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from stages import schema
+from stages.common.io import write_text
+from stages.common.progress import progress
+from stages.sources import covidnet, nbia
+from stages.sources.covidx import read_covidx_list
+from stages.sources.http import DownloadError, fetch, is_url, sha256_file
+
+
+def _http_kwargs(params: dict) -> dict:
+    return {"retries": int(params.get("retries", 4)), "timeout": float(params.get("timeout_s", 120))}
+
+
+def place(source: Path, dest: Path) -> None:
+    """Put a verified file into the raw folder: a hard link when possible (no copy of gigabytes),
+    else a copy. The source is only ever read."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def fetch_reference_files(downloads: Path, raw: Path, params: dict) -> dict[str, str]:
+    """COVID-Net's CXR-S reference files at the pinned commit, sha256-verified; name -> sha256."""
+    base = params.get("covidnet_base_url", covidnet.RAW_BASE_URL)
+    checksums = {}
+    for name, (repository_path, sha256) in covidnet.REFERENCE_FILES.items():
+        local = downloads / "covidnet" / name
+        fetch(covidnet.file_url(repository_path, base), local, sha256=sha256, **_http_kwargs(params))
+        place(local, raw / schema.COVIDNET_DIR / name)
+        checksums[f"{schema.COVIDNET_DIR}/{name}"] = sha256
+    return checksums
+
+
+def fetch_annotations(downloads: Path, raw: Path, params: dict) -> dict[str, str]:
+    """The MD.ai export from a URL (downloaded once, kept) or a local path (read, never moved)."""
+    location = str(params["annotations"])
+    expected = params.get("annotations_sha256") or None
+    if is_url(location):
+        local = downloads / "annotations" / Path(location.split("?")[0]).name
+        fetch(location, local, sha256=expected, **_http_kwargs(params))
+    else:
+        local = Path(location)
+        if not local.is_file():
+            raise SystemExit(f"acquire: ricord.annotations {local} is not a file")
+        actual = sha256_file(local)
+        if expected and actual != expected:
+            raise SystemExit(f"acquire: {local}: sha256 {actual} does not match ricord.annotations_sha256 {expected}")
+    place(local, raw / schema.RICORD_ANNOTATIONS)
+    return {schema.RICORD_ANNOTATIONS: sha256_file(local)}
+
+
+def find_covidx_image(folder: Path, list_name: str, filename: str) -> Path | None:
+    """A listed image in a local COVIDx copy: ``<folder>/<list>/<file>`` (Kaggle) or flat."""
+    for candidate in (folder / list_name / filename, folder / filename):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
+    """COVIDx 8B lists (pinned, sha256) and images (local folder, then URL templates)."""
+    base = params.get("covidnet_base_url", covidnet.RAW_BASE_URL)
+    folder = Path(params["covidx_dir"]) if params.get("covidx_dir") else None
+    if folder is not None and not folder.is_dir():
+        raise SystemExit(f"acquire: ricord.covidx_dir {folder} is not a folder")
+    templates: dict[str, str] = params.get("covidx_image_urls") or {}
+    checksums: dict[str, str] = {}
+    missing: list[str] = []
+    failures: list[str] = []
+    found = downloaded = 0
+    for list_name, (repository_path, sha256) in covidnet.COVIDX_LIST_FILES.items():
+        local = downloads / "covidx" / Path(repository_path).name
+        fetch(covidnet.file_url(repository_path, base), local, sha256=sha256, **_http_kwargs(params))
+        place(local, raw / schema.COVIDX_LISTS[list_name])
+        checksums[schema.COVIDX_LISTS[list_name]] = sha256
+        listed = read_covidx_list(local)
+        for filename, source in progress(list(zip(listed.filename, listed.covidx_source)),
+                                         desc=f"covidx {list_name}", unit="img"):
+            path = find_covidx_image(folder, list_name, filename) if folder else None
+            if path is None and source in templates:
+                path = downloads / "covidx" / "images" / filename
+                try:
+                    fetch(templates[source].format(filename=filename), path, **_http_kwargs(params))
+                    downloaded += 1
+                except DownloadError as error:
+                    failures.append(str(error))
+                    path = None
+            if path is None:
+                missing.append(f"{list_name} {filename}")
+                continue
+            found += 1
+            place(path, raw / schema.COVIDX_IMAGES_DIR / filename)
+    if failures:
+        print(f"acquire: {len(failures)} COVIDx image downloads failed; first: {failures[:3]}", file=sys.stderr)
+    listing = "".join(f"{m}\n" for m in missing)
+    write_text(raw / schema.COVIDX_MISSING, listing)
+    write_text(downloads / "covidx" / "missing.txt", listing)  # survives a failed run
+    if missing:
+        shown = ", ".join(m.split()[1] for m in missing[:10])
+        print(f"acquire: {len(missing)} COVIDx images are listed but were found neither in "
+              f"ricord.covidx_dir nor at a URL template (see covidx/missing.txt): {shown}"
+              f"{', ...' if len(missing) > 10 else ''}", file=sys.stderr)
+    total = found + len(missing)
+    limit = float(params.get("covidx_max_missing_fraction", 0.0))
+    if total and len(missing) / total > limit:
+        raise SystemExit(
+            f"acquire: {len(missing)} of {total} COVIDx images ({len(missing) / total:.1%}) are missing, above "
+            f"ricord.covidx_max_missing_fraction={limit:.1%}; point ricord.covidx_dir at the Kaggle release "
+            f"(names in {downloads / 'covidx' / 'missing.txt'})")
+    return {"checksums": checksums, "images_found": found, "images_downloaded": downloaded,
+            "images_missing": len(missing)}
+
+
+def acquire(raw: Path, downloads: Path, params: dict) -> dict[str, Any]:
+    """Assemble the real raw folder; returns what went into ``SOURCE.json``."""
+    raw, downloads = Path(raw), Path(downloads)
+    checksums = {**fetch_reference_files(downloads, raw, params), **fetch_annotations(downloads, raw, params)}
+    manifest = nbia.download_collection(
+        params["nbia_base_url"], params["collection"], list(params["modalities"]),
+        downloads / "nbia", raw / schema.RICORD_IMAGES_DIR, workers=int(params.get("workers", 4)),
+        verify=params.get("verify", "md5"), **_http_kwargs(params))
+    nbia.write_manifest(manifest, raw / schema.RICORD_DIR / "manifest.csv")
+    covidx = fetch_covidx(downloads, raw, params)
+    checksums.update(covidx.pop("checksums"))
+    return {
+        "source": "ricord",
+        "nbia": {"base_url": params["nbia_base_url"], "collection": params["collection"],
+                 "series": int(manifest.series_uid.nunique()) if len(manifest) else 0,
+                 "files": int(len(manifest))},
+        "sha256": dict(sorted(checksums.items())),
+        "covidx": covidx,
+    }
+

@@ -1,0 +1,184 @@
+"""A fake NBIA REST server (and static files) on 127.0.0.1 for tests: it logs every request,
+honours (or ignores) Range requests and injects faults per endpoint and key from a counter-based plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+from urllib.parse import parse_qs, urlparse
+
+from stages.sources import nbia
+
+COLLECTION = "MIDRC-RICORD-1C"
+ZIP_DATE = (2020, 11, 2, 9, 0, 0)
+ZIP_ENDPOINTS = ("getImage", "getImageWithMD5Hash")
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def make_zip(entries: dict[str, bytes]) -> bytes:
+    """A deterministic zip (fixed dates, fixed order), so a resumed download gets the same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_DATE), data, compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+class FakeNBIA:
+    """State of the fake NBIA server: series, blobs, a fault plan and a request log."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, dict[str, Any]] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.plan: dict[tuple[str, str], list[str]] = {}
+        self.forever: dict[tuple[str, str], str] = {}
+        self.honour_range = True
+        self.log: list[dict[str, Any]] = []
+        self.static: dict[str, bytes] = {}  # URL path -> body, served as-is (reference files)
+        self.lock = threading.Lock()
+        self.base_url = ""
+
+    def add_series(self, uid: str, modality: str, files: dict[str, bytes],
+                   extra: dict[str, bytes] | None = None) -> None:
+        meta = {"SeriesInstanceUID": uid, "StudyInstanceUID": uid + ".0", "PatientID": f"MIDRC-RICORD-1C-{uid[-2:]}",
+                "Modality": modality, "Collection": COLLECTION, "ImageCount": len(files)}
+        self.series[uid] = {"meta": meta, "files": files, "extra": extra or {}}
+
+    def fail(self, endpoint: str, key: str, *actions: str, forever: str | None = None) -> None:
+        """Answer the next requests for (endpoint, key) with ``actions``, then ``forever`` if given."""
+        self.plan[(endpoint, key)] = list(actions)
+        if forever:
+            self.forever[(endpoint, key)] = forever
+
+    def clear_faults(self) -> None:
+        self.plan.clear()
+        self.forever.clear()
+
+    def next_action(self, endpoint: str, key: str) -> str:
+        with self.lock:
+            queue = self.plan.get((endpoint, key))
+            if queue:
+                return queue.pop(0)
+            return self.forever.get((endpoint, key), "ok")
+
+    def requests(self, endpoint: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.log if endpoint in (None, r["endpoint"]) and key in (None, r["key"])]
+
+    def zip_for(self, uid: str, with_md5: bool, bad_md5: bool = False) -> bytes:
+        entry = self.series[uid]
+        entries = {**entry["files"], **entry["extra"]}
+        if with_md5:
+            rows = ["Filename,MD5Hash"]
+            for i, (name, data) in enumerate(entries.items()):
+                rows.append(f"{name},{'0' * 32 if bad_md5 and i == 0 else md5_hex(data)}")
+            entries[nbia.MD5_LIST] = ("\n".join(rows) + "\n").encode()
+        return make_zip(entries)
+
+    def body(self, endpoint: str, key: str, query: dict[str, str], action: str) -> tuple[int, bytes]:
+        if endpoint == "getSeries":
+            found = [s["meta"] for s in self.series.values()
+                     if query.get("Modality") in s.get("listed_under", {s["meta"]["Modality"]})
+                     and query.get("Collection") == COLLECTION]
+            return 200, json.dumps(found).encode() if found else b""  # NBIA: empty body for no results
+        if endpoint == "blob":
+            return (200, self.blobs[key]) if key in self.blobs else (404, b"")
+        if key not in self.series:
+            return 404, b""
+        if endpoint in ZIP_ENDPOINTS:
+            return 200, self.zip_for(key, endpoint == "getImageWithMD5Hash", action == "bad_md5")
+        if endpoint == "getSeriesSize":
+            files = self.series[key]["files"]
+            total = sum(map(len, files.values())) + (1 if action == "bad_size" else 0)
+            return 200, json.dumps([{"TotalSizeInBytes": str(total), "ObjectCount": str(len(files))}]).encode()
+        return 404, b""
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlparse(self.path)
+                if url.path in fake.static:
+                    data = fake.static[url.path]
+                    with fake.lock:
+                        fake.log.append({"endpoint": "static", "key": url.path, "status": 200})
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                parts = url.path.strip("/").split("/")
+                endpoint = parts[-2] if len(parts) >= 2 and parts[-2] == "blob" else parts[-1]
+                key = parts[-1] if endpoint == "blob" else query.get("SeriesInstanceUID", query.get("Modality", ""))
+                action = fake.next_action(endpoint, key)
+                record = {"endpoint": endpoint, "key": key, "query": query, "range": self.headers.get("Range"),
+                          "action": action}
+                with fake.lock:
+                    fake.log.append(record)
+                if action.isdigit():
+                    record["status"] = int(action)
+                    self.send_response(int(action))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if action == "slow":
+                    time.sleep(1.0)
+                status, data = fake.body(endpoint, key, query, action)
+                headers = {}
+                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                if status == 200 and match and fake.honour_range:
+                    start = int(match.group(1))
+                    if start >= len(data):
+                        status, data = 416, b""
+                    else:
+                        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                        status, data = 206, data[start:]
+                record["status"] = status
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    if action == "truncate":  # promise the whole body, send half, hang up
+                        self.wfile.write(data[: len(data) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    self.close_connection = True
+
+        return Handler
+
+
+@contextlib.contextmanager
+def serving(fake: FakeNBIA) -> Iterator[FakeNBIA]:
+    """Run ``fake`` on 127.0.0.1 (a free port) for the duration of the block."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    fake.root_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    fake.base_url = f"{fake.root_url}/nbia-api/services/v4/"
+    try:
+        yield fake
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
