@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     images = read_table(args.tables / "severity_images.csv")
     readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
-    adjudicators = frozenset(str(a) for a in params["group"].get("adjudicators") or [])
+    adjudicators = set(params["group"].get("adjudicators") or [])
     labels, excluded = group_labels(images, readers, params["group"]["tie_break"], adjudicators)
     if labels.empty:
         raise SystemExit("group: no image has a valid airspace grade; nothing to train on")

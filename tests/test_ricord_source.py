@@ -104,10 +104,10 @@ def world(tmp_path_factory, request):
     for name in cohen:
         fake.static[f"/cohen/images/{name}"] = (shared / "cohen-severity" / "images" / name).read_bytes()
     with serving(fake):
-        yield {"fake": fake, "tmp": tmp, "chosen": chosen, "cohen": cohen, "boxes": boxes, "studies": studies}
+        yield {"fake": fake, "tmp": tmp, "chosen": chosen, "cohen": cohen, "studies": studies}
 
 
-def _params(fake: FakeNBIA, tmp: Path) -> dict:
+def _params(fake: FakeNBIA) -> dict:
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"]["source"] = "ricord"
     params["ricord"].update({
@@ -123,7 +123,7 @@ def _params(fake: FakeNBIA, tmp: Path) -> dict:
 @pytest.fixture(scope="module")
 def pipeline(world):
     fake, tmp = world["fake"], world["tmp"]
-    params = _params(fake, tmp)
+    params = _params(fake)
     params_file = tmp / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     summary = acquire.acquire(tmp / "raw", params, tmp / "downloads")
@@ -204,7 +204,7 @@ def test_second_acquire_fetches_nothing_already_verified(pipeline):
 
 def test_acquire_failure_keeps_finished_downloads_and_no_raw_folder(world, tmp_path):
     fake = world["fake"]
-    params = _params(fake, tmp_path)
+    params = _params(fake)
     uid = sorted(fake.series)[0]
     fake.fail("getImageWithMD5Hash", uid, forever="503")
     try:

@@ -11,6 +11,12 @@ from typing import Any, Callable
 import pandas as pd
 
 
+# os.umask can only be read by setting it; read it once at import, before any worker thread runs,
+# so concurrent writers never see (or leave) a temporarily changed umask.
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
@@ -21,9 +27,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         # mkstemp creates the file private (0600); give it the usual permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages import schema
 
 REPOSITORY = "lindawangg/COVID-Net"
 COMMIT = "65999806546b55ab8adfc32b0cf8f70880c337dc"
@@ -115,6 +114,3 @@ def read_patient_studies(path: str | Path) -> dict[str, list[str]]:
         raise ValueError(f"{path}: expected an object mapping patient ids to lists of StudyInstanceUIDs")
     return mapping
 
-
-def reference_dir(raw: str | Path) -> Path:
-    return Path(raw) / schema.COVIDNET_DIR

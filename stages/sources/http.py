@@ -14,7 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 from urllib.parse import urlparse
 
 import requests
@@ -43,15 +43,22 @@ def is_url(text: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _digests(path: Path) -> tuple[int, str, str]:
-    """(size, sha256, md5) of a file in one chunked pass."""
+def digest_stream(stream: BinaryIO, sink: BinaryIO | None = None) -> tuple[int, str, str]:
+    """(size, sha256, md5) of a binary stream in one chunked pass, copying it to ``sink`` if given."""
     sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
+    while chunk := stream.read(CHUNK):
+        sha.update(chunk)
+        md5.update(chunk)
+        size += len(chunk)
+        if sink is not None:
+            sink.write(chunk)
     return size, sha.hexdigest(), md5.hexdigest()
+
+
+def _digests(path: Path) -> tuple[int, str, str]:
+    """(size, sha256, md5) of a file."""
+    with open(path, "rb") as stream:
+        return digest_stream(stream)
 
 
 def sha256_file(path: str | Path) -> str:

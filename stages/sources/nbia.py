@@ -18,10 +18,8 @@ Endpoints used (``base_url`` e.g. :data:`DEFAULT_BASE_URL`)::
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import stat
@@ -33,7 +31,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from stages.common.io import write_csv, write_json
+from stages.common.io import UMASK, write_csv, write_json
 from stages.common.progress import progress as progress_bar
 from stages.sources import http
 from stages.sources.http import DownloadError, fetch, get_json
@@ -44,10 +42,6 @@ MD5_LIST = "md5hashes.csv"
 MANIFEST_COLUMNS = ["series_uid", "study_uid", "patient_id", "modality", "file", "bytes", "md5", "sha256"]
 VERIFY_MODES = ("md5", "size")
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_CHUNK = 1 << 20
-# Read once at import: os.umask can only be read by setting it, which would race with worker threads.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class UnsafeArchiveError(DownloadError):
@@ -124,15 +118,9 @@ def _file_members(zip_path: Path, archive: zipfile.ZipFile) -> list[tuple[zipfil
 
 def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, relative: str, sink=None) -> dict[str, Any]:
     """Stream one entry (to ``sink`` if given) and return its size and checksums."""
-    md5, sha, size = hashlib.md5(), hashlib.sha256(), 0
     with archive.open(info) as source:  # zipfile checks the entry's CRC at the end
-        while chunk := source.read(_CHUNK):
-            md5.update(chunk)
-            sha.update(chunk)
-            size += len(chunk)
-            if sink is not None:
-                sink.write(chunk)
-    return {"file": relative, "bytes": size, "md5": md5.hexdigest(), "sha256": sha.hexdigest()}
+        size, sha256, md5 = http.digest_stream(source, sink)
+    return {"file": relative, "bytes": size, "md5": md5, "sha256": sha256}
 
 
 def safe_extract(zip_path: str | Path, out_dir: str | Path) -> list[dict[str, Any]]:
@@ -147,7 +135,7 @@ def safe_extract(zip_path: str | Path, out_dir: str | Path) -> list[dict[str, An
         members = _file_members(zip_path, archive)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
         try:
-            staging.chmod(0o777 & ~_UMASK)  # mkdtemp makes it private; give the usual permissions
+            staging.chmod(0o777 & ~UMASK)  # mkdtemp makes it private; give the usual permissions
             files = []
             for info, relative in members:
                 target = staging.joinpath(*relative.split("/"))
