@@ -2,7 +2,8 @@
 
 Each DICOM/PNG/JPEG is decoded (Modality LUT, VOI LUT/window, MONOCHROME1 inverted), cropped to
 COVID-Net's box when ``ricord_data_set.txt`` gives one, cropped by the top 8% and resized to
-``ingest.image_size``. DICOMs whose view is not in ``ingest.views`` are left out (listed in
+``ingest.image_size``. Each decoded image's exact and perceptual hashes go to the tables, for
+validate's leakage audit. DICOMs whose view is not in ``ingest.views`` are left out (listed in
 ``rejects.csv`` as "filtered"). Training reads only these PNGs and never re-decodes
 DICOM. A file that cannot be used is named on stderr and recorded in ``rejects.csv`` with the
 reason; above ``ingest.max_reject_fraction`` of a cohort the stage fails.
@@ -32,9 +33,10 @@ from stages.common.progress import progress
 from stages.common.params import load_params
 from stages.dicomio.read import (DICOM_SUFFIXES, UnreadableImage, read_any, read_dicom,
                                  read_dicom_header, read_raster)
+from stages.imaging.hashing import perceptual_hash, pixel_sha256
 from stages.imaging.preprocess import preprocess
 from stages.sources.covidnet import read_crop_boxes
-from stages.sources.covidx import read_covidx_list
+from stages.sources.covidx import read_covidx_list, read_not_acquired
 
 SEVERITY_DIR = "severity"
 PRETRAIN_DIR = "pretrain"
@@ -47,15 +49,20 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_dicom(task: tuple) -> tuple[bytes | None, str | None]:
+def content_hashes(display: np.ndarray) -> dict[str, str]:
+    """The leakage audit's hashes of the whole decoded image (before any crop)."""
+    return {"pixel_sha256": pixel_sha256(display), "phash": perceptual_hash(display)}
+
+
+def _decode_dicom(task: tuple) -> tuple[bytes | None, dict | None, str | None]:
     path, size, crop, box = task
     try:
         display, _ = read_dicom(path)
-        return encode_png(preprocess(display, size, crop, box)), None
+        return encode_png(preprocess(display, size, crop, box)), content_hashes(display), None
     except UnreadableImage as err:
-        return None, str(err)
+        return None, None, str(err)
     except ValueError as err:  # a crop box outside the image
-        return None, f"{path}: {err}"
+        return None, None, f"{path}: {err}"
 
 
 def _decode_raster(task: tuple[Path, int, float]) -> tuple[bytes | None, dict | None, str | None]:
@@ -63,7 +70,7 @@ def _decode_raster(task: tuple[Path, int, float]) -> tuple[bytes | None, dict | 
     try:
         display = read_raster(path)
         return encode_png(preprocess(display, size, crop)), {
-            "rows": display.shape[0], "columns": display.shape[1]}, None
+            "rows": display.shape[0], "columns": display.shape[1], **content_hashes(display)}, None
     except UnreadableImage as err:
         return None, None, str(err)
 
@@ -137,24 +144,19 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
     boxes = read_crop_boxes_if_any(raw)
     tasks = [(raw / p, size, crop, boxes.get(i)) for p, i in zip(table.raw_path, table.image_id)]
     results = _map(_decode_dicom, tasks, workers, "ingest severity")
-    decoded = [error is None for _, error in results]
-    for (png, error), raw_path in zip(results, table.raw_path):
+    decoded = [error is None for _, _, error in results]
+    for (_, _, error), raw_path in zip(results, table.raw_path):
         if error is not None:
             rejects.append(_reject(raw_path, "severity", "unreadable", error))
-    table = table.assign(png=[png for png, _ in results], source=source)[decoded]
+    hashes = [hashed or {} for _, hashed, _ in results]
+    table = table.assign(png=[png for png, _, _ in results], source=source,
+                         pixel_sha256=[h.get("pixel_sha256") for h in hashes],
+                         phash=[h.get("phash") for h in hashes])[decoded]
     table["image_path"] = SEVERITY_DIR + "/" + table["image_id"] + ".png"
     for image_path, png in zip(table.image_path, table.png):
         write_bytes(images / image_path, png)
     table = table.sort_values("image_id", kind="stable").reset_index(drop=True)
     return table[schema.SEVERITY_IMAGE_COLUMNS], rejects, len(files)
-
-
-def _not_acquired(raw: Path) -> set[tuple[str, str]]:
-    """(list, filename) pairs that acquire listed in ``covidx/missing.txt``."""
-    path = raw / schema.COVIDX_MISSING
-    if not path.exists():
-        return set()
-    return {tuple(line.split(" ", 1)) for line in path.read_text(encoding="utf-8").splitlines() if line}
 
 
 def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: int,
@@ -170,7 +172,7 @@ def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: in
     table["raw_path"] = schema.COVIDX_IMAGES_DIR + "/" + table["filename"]
     # Images acquire could not find were reported (and bounded) there; leave them out here.
     rejects = []
-    not_acquired = _not_acquired(raw)
+    not_acquired = read_not_acquired(raw / schema.COVIDX_MISSING)
     absent = [(n, f) in not_acquired for n, f in zip(table.list, table.filename)]
     for raw_path in table.raw_path[absent]:
         rejects.append(_reject(raw_path, "pretrain", "filtered", f"{raw_path}: listed in COVIDx but not acquired"))
@@ -186,7 +188,8 @@ def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: in
         image_path = f"{PRETRAIN_DIR}/{stem}.png"
         write_bytes(images / image_path, png)
         keep.append({"index": i, "image_id": stem, "image_path": image_path, **shape})
-    kept = pd.DataFrame(keep, columns=["index", "image_id", "image_path", "rows", "columns"])
+    kept = pd.DataFrame(keep, columns=["index", "image_id", "image_path", "rows", "columns",
+                                       "pixel_sha256", "phash"])
     table = table.iloc[kept["index"]].reset_index(drop=True)
     table = pd.concat([table, kept.drop(columns="index")], axis=1).assign(source=source)
     return table[schema.PRETRAIN_IMAGE_COLUMNS], rejects, len(results)

@@ -2,7 +2,9 @@
 
 The paper fine-tunes from a COVID-Net backbone trained on over 16,000 CXR images (COVIDx 8B). The
 backbone learns here with its own 2-way head (``covidx_*`` layers), on the ``train`` list; the
-held-out ``test`` list gives the pretraining metrics. Only layers outside the head move on to
+held-out ``test`` list gives the pretraining metrics. The cohort is ``pretrain_audited.csv``, which
+``validate`` writes only when every check passes, without the images its leakage audit excluded
+(severity test/validation images already in COVIDx). Only layers outside the head move on to
 ``finetune``, by name. ``--model`` picks one entry of ``models`` in params.yaml; dvc.yaml runs
 this stage once per model (``pretrain@<model>``) with the same protocol.
 """
@@ -14,6 +16,7 @@ import math
 import sys
 from pathlib import Path
 
+from stages import schema
 from stages.common.io import read_table, write_json
 from stages.common.params import load_params
 from stages.training.setup import get_strategy, make_deterministic
@@ -29,7 +32,8 @@ def covidx_targets(labels) -> list[int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="covidnet_cxr_s", help="an entry of `models` in params.yaml")
-    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--cohort", type=Path, default=Path("data/tables", schema.PRETRAIN_AUDITED_TABLE),
+                        help="the pretraining table after validate's leakage audit")
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--model-out", type=Path, help="default: models/<model>/pretrain.weights.h5")
     parser.add_argument("--metrics", type=Path, help="default: metrics/models/<model>/pretrain.json")
@@ -47,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     from stages.training.fit import compile_for_training, fit, predict_proba
 
     make_deterministic(int(params["train"]["seed"]))
-    table = read_table(args.tables / "pretrain_images.csv")
+    if not args.cohort.exists():
+        raise SystemExit(f"pretrain: {args.cohort} is missing; it is written by the validate stage "
+                         f"when every check passes (run dvc repro validate)")
+    table = read_table(args.cohort)
     train, test = table[table.list == "train"], table[table.list == "test"]
     if train.empty or test.empty:
         raise SystemExit(f"pretrain: need both COVIDx lists; got {len(train)} train and {len(test)} test images")

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stages import schema  # noqa: E402
 from stages.common.io import atomic_write, write_text  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 from stages.reference import paper  # noqa: E402
@@ -27,10 +28,7 @@ MODEL_LABELS = {"densenet121": "CheXNet (DenseNet-121)", "resnet50": "ResNet-50"
                 "covidnet_cxr_s": "COVID-Net CXR-S"}
 LEVELS = ("Level 1", "Level 2")
 
-SOURCE_TITLES = {
-    "synthetic": "synthetic phantoms (embedded cohort; not clinical results)",
-    "ricord": "RSNA RICORD 1c (real data)",
-}
+SOURCE_TITLES = schema.SOURCE_TITLES
 
 
 def _pct(value) -> str:
@@ -140,6 +138,21 @@ def agreement_lines(agreement: dict | None) -> list[str]:
         f"(Level 1 / Level 2 / invalid) and {agreement['fleiss_kappa_grade']:.3f} on the grade; "
         f"Cohen's kappa {agreement['cohen_kappa_level_first_two_readers']:.3f} between each study's "
         f"first two readers (raw agreement {agreement['level_agreement_first_two_readers']:.1%}).",
+        "",
+    ]
+
+
+def leakage_lines(leakage: dict | None) -> list[str]:
+    """One sentence on validate's leakage audit (``metrics/leakage.json``), when it ran."""
+    if not leakage:
+        return []
+    splits = "/".join(leakage["splits_audited"])
+    return [
+        f"Leakage audit (`validate.leakage: {leakage['mode']}`): {leakage['matched_severity_images']} of "
+        f"{leakage['severity_images_audited']} severity {splits} images were found in the pretraining "
+        f"cohort by patient id, file name, exact pixels or perceptual hash; "
+        f"{leakage['excluded_pretrain_images']} pretraining images were excluded "
+        f"(details in `reports/validation.md`).",
         "",
     ]
 
@@ -263,6 +276,8 @@ def render(metrics: Path, out: Path, model_names) -> str:
     # Every model is evaluated on the same test split.
     test_split = next(iter(evaluations.values()))
     lines += cohort_lines(cohort, test_split["n"], data)
+    leakage = metrics / "leakage.json"
+    lines += leakage_lines(json.loads(leakage.read_text()) if leakage.exists() else None)
     lines += table2_lines(complexity)
     lines += table3_lines(evaluations, data, {model: finetunes[model]["input_size"] for model in models})
     lines.append(f"Majority-class rate of this test split: {_pct(test_split['majority_class_rate'])}.")

@@ -54,6 +54,11 @@ LEVELS = (1, 2)
 VIEWS = ("AP", "PA", "UNKNOWN")  # views the image table may hold (``ingest.views`` picks among them)
 DICOM_VIEWS = VIEWS + ("LATERAL",)  # what the DICOM reader reports; laterals are always left out
 SPLITS = ("train", "val", "test")
+# How each data source is named in every heading that shows its numbers.
+SOURCE_TITLES = {
+    "synthetic": "synthetic phantoms (embedded cohort; not clinical results)",
+    "ricord": "RSNA RICORD 1c (real data)",
+}
 COVIDX_CLASSES = ("positive", "negative")
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +81,8 @@ SEVERITY_IMAGE_COLUMNS = [
     "bits_stored",
     "transfer_syntax",
     "source",
+    "pixel_sha256",  # sha256 of the 8-bit display pixels (stages.imaging.hashing)
+    "phash",  # perceptual DCT hash, hex (catches resized or re-encoded copies)
 ]
 # ingest -> pretrain_images.csv: one row per COVIDx-style image that decoded.
 PRETRAIN_IMAGE_COLUMNS = [
@@ -90,6 +97,8 @@ PRETRAIN_IMAGE_COLUMNS = [
     "rows",
     "columns",
     "source",
+    "pixel_sha256",
+    "phash",
 ]
 # ingest -> rejects.csv: files that could not be used (kind "unreadable", counted against
 # ingest.max_reject_fraction) or were left out by a setting (kind "filtered", e.g. a view), and why.
@@ -110,3 +119,11 @@ EXCLUDED_STUDY_COLUMNS = ["study_uid", "patient_id", "reason"]
 
 # split -> split.csv
 SPLIT_COLUMNS = ["image_id", "patient_id", "split", "airspace_level", "image_path"]
+
+# validate -> pretrain_audited.csv: pretrain_images.csv less the images the leakage audit excluded
+# (same columns); the pretraining stage reads only this table.
+PRETRAIN_AUDITED_TABLE = "pretrain_audited.csv"
+# validate -> leakage matches: one row per (severity image, pretraining image) pair that matched.
+LEAKAGE_METHODS = ("patient_id", "filename", "pixel_sha256", "phash")
+LEAKAGE_MATCH_COLUMNS = ["severity_image_id", "severity_split", "pretrain_image_id", "pretrain_list",
+                         "methods", "phash_distance"]

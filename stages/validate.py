@@ -1,11 +1,15 @@
-"""Stage ``validate``: a Great Expectations gate over the pipeline's tables.
+"""Stage ``validate``: a Great Expectations gate over the pipeline's tables, and the leakage audit.
 
-    python -m stages.validate --tables data/tables --out metrics/validation --params params.yaml
+    python -m stages.validate --tables data/tables --images data/images --raw data/raw \
+        --out metrics/validation --leakage metrics/leakage.json --report reports/validation.md
 
 Runs the suites of :mod:`stages.validation.suites` on ``severity_images.csv``,
-``pretrain_images.csv``, ``labels.csv`` and ``split.csv``, writes one deterministic
-``<suite>.json`` per suite, and exits non-zero when any expectation fails, so ``dvc repro`` stops
-before training on bad data. All results are written first, so a failure can be inspected.
+``pretrain_images.csv``, ``labels.csv`` and ``split.csv`` (and ``paper_cohort`` when
+``data.source: ricord`` with ``split.mode: reference``), then the leakage audit of
+:mod:`stages.validation.leakage`. Writes one deterministic ``<suite>.json`` per suite,
+``leakage.json`` and a readable summary, all before deciding, so a failure can be inspected. When
+every check passes it writes ``pretrain_audited.csv``, the only pretraining table the pretraining
+stage reads; otherwise it removes it and exits non-zero, so ``dvc repro`` stops before training.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from stages.common.io import read_table, write_json
+from stages import schema
+from stages.common.io import read_table, write_csv, write_json, write_text
 from stages.common.params import load_params
-from stages.validation.suites import SUITE_NAMES, ValidationFailed, raise_if_failed, run_all
+from stages.reference import paper
+from stages.validation import leakage, summary
+from stages.validation.suites import SUITE_NAMES, Inputs, ValidationFailed, failure_lines, run_all
 
 # Integer columns of the tables; everything else (ids above all) stays text.
 NUMERIC_COLUMNS = ("rows", "columns", "bits_stored", "n_readers", "airspace_level")
@@ -45,9 +52,11 @@ def as_int_column(column: pd.Series) -> pd.Series:
 
 
 def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
-    """The four tables, ids as strings (``00123`` stays ``00123``) and counts as integers."""
+    """The four tables (and ``rejects`` when present), ids as strings (``00123`` stays ``00123``)
+    and counts as integers."""
     tables = {}
-    for name in SUITE_NAMES:
+    names = list(SUITE_NAMES) + (["rejects"] if (folder / "rejects.csv").exists() else [])
+    for name in names:
         table = read_table(folder / f"{name}.csv")
         for column in NUMERIC_COLUMNS:
             if column in table.columns:
@@ -56,9 +65,10 @@ def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def validate_params(path: Path) -> dict[str, Any]:
-    """The ``validate`` section of the parameters (preset applied; empty when absent)."""
-    return dict(load_params(path).get("validate") or {})
+def wants_paper_cohort(params: dict[str, Any]) -> bool:
+    """The run means to reproduce the paper's cohort: real RICORD with the published split."""
+    return (params.get("data", {}).get("source") == "ricord"
+            and (params.get("split") or {}).get("mode") == "reference")
 
 
 def summary_line(result: dict[str, Any]) -> str:
@@ -69,23 +79,60 @@ def summary_line(result: dict[str, Any]) -> str:
     return f"validate: {result['suite']} {status}{n} expectations, {result['n_rows']} rows)"
 
 
+def leakage_line(audit: dict[str, Any]) -> str:
+    return (f"validate: leakage audit ({audit['mode']}): {audit['matched_severity_images']} of "
+            f"{audit['severity_images_audited']} severity {'/'.join(audit['splits_audited'])} images "
+            f"found in pretraining, {audit['excluded_pretrain_images']} pretraining images excluded")
+
+
+def run(tables_dir: Path, images: Path, raw: Path, out: Path, leakage_path: Path, report: Path,
+        params: dict[str, Any]) -> dict[str, Any]:
+    """Validate, audit and write every output; raise SystemExit naming each failure."""
+    settings = params.get("validate") or {}
+    try:
+        audit_settings = leakage.AuditSettings.from_params(settings)
+    except ValueError as err:
+        raise SystemExit(f"validate: {err}") from None
+    tables = read_tables(tables_dir)
+    inputs = Inputs(images=images, raw=raw,
+                    paper_cohort=paper()["cohort"] if wants_paper_cohort(params) else None)
+    results = run_all(tables, settings, inputs)
+    audit = leakage.audit(tables["split"], tables["severity_images"], tables["pretrain_images"],
+                          audit_settings)
+    for stale in out.glob("*.json") if out.is_dir() else []:
+        if stale.stem not in results:  # e.g. paper_cohort.json of an earlier ricord run
+            stale.unlink()
+    for name, result in results.items():
+        write_json(out / f"{name}.json", result)
+        print(summary_line(result))
+    write_json(leakage_path, audit.summary)
+    print(leakage_line(audit.summary))
+    write_text(report, summary.render(results, audit.summary, params.get("data", {}).get("source", "")))
+    audited_path = tables_dir / schema.PRETRAIN_AUDITED_TABLE
+    failures = failure_lines(results)
+    message = leakage.failure_message(audit)
+    if message:
+        failures.append(message)
+    if failures:
+        # No audited table, no pretraining: a stale one must not outlive a failed gate.
+        audited_path.unlink(missing_ok=True)
+        raise SystemExit(str(ValidationFailed(failures)))
+    write_csv(audited_path, audit.audited_pretrain, schema.PRETRAIN_IMAGE_COLUMNS)
+    return audit.summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--images", type=Path, default=Path("data/images"))
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--out", type=Path, default=Path("metrics/validation"))
+    parser.add_argument("--leakage", type=Path, default=Path("metrics/leakage.json"))
+    parser.add_argument("--report", type=Path, default=Path("reports/validation.md"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-
-    results = run_all(read_tables(args.tables), validate_params(args.params))
-    for name, result in results.items():
-        write_json(args.out / f"{name}.json", result)
-        print(summary_line(result))
-    try:
-        raise_if_failed(results)
-    except ValidationFailed as err:
-        # SystemExit with a message prints it to stderr and exits 1: dvc repro stops here.
-        raise SystemExit(str(err)) from None
+    run(args.tables, args.images, args.raw, args.out, args.leakage, args.report, load_params(args.params))
 
 
 if __name__ == "__main__":

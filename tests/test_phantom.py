@@ -229,6 +229,38 @@ def test_no_corrupt_files_by_default(tmp_path: Path) -> None:
     assert len(list((out_dir / schema.RICORD_IMAGES_DIR).rglob("*.dcm"))) == len(truth)
 
 
+def test_planted_leaks_are_disguised_copies(tmp_path: Path) -> None:
+    """plant_leaks copies severity images into the COVIDx train list, renamed, shrunk, as JPEG."""
+    from stages.dicomio.read import read_dicom, read_raster
+    from stages.imaging.hashing import hamming, perceptual_hash, pixel_sha256
+
+    out_dir = _generate(tmp_path, "leaky", n_patients=4, n_pretrain=6, n_corrupt_files=0, plant_leaks=3)
+    leaks = _read_csv(out_dir / schema.SYNTHETIC_TRUTH_DIR / "planted_leaks.csv")
+    assert len(leaks) == 3
+    assert json.loads((out_dir / schema.SOURCE_MANIFEST).read_text())["counts"]["planted_leaks"] == 3
+    train = covidx.read_covidx_list(out_dir / schema.COVIDX_LISTS["train"])
+    severity_patients = {row["patient_id"] for row in _read_csv(out_dir / schema.SYNTHETIC_TRUTH_DIR / "ricord_images.csv")}
+    for leak in leaks:
+        listed = train[train.filename == leak["filename"]]
+        assert list(listed.label) == ["positive"] and list(listed.patient_id) == [leak["patient_id"]]
+        assert leak["patient_id"] not in severity_patients and leak["source_patient_id"] in severity_patients
+        copy_path = out_dir / schema.COVIDX_IMAGES_DIR / leak["filename"]
+        with Image.open(copy_path) as image:
+            assert image.format == "JPEG"
+        source, _ = read_dicom(out_dir / leak["source_raw_path"])
+        copy = read_raster(copy_path)
+        assert copy.shape == tuple(round(n * float(leak["scale"])) for n in source.shape)
+        assert pixel_sha256(copy) != pixel_sha256(source)
+        assert hamming(perceptual_hash(copy), perceptual_hash(source)) <= 16
+    with pytest.raises(ValueError, match="plant_leaks=500"):
+        phantom.generate(tmp_path / "too_many", {**TINY_CONFIG, "n_patients": 2, "plant_leaks": 500})
+    assert not (tmp_path / "too_many").exists()  # refused before anything was written
+
+
+def test_no_leaks_by_default(cohort: Path) -> None:
+    assert _read_csv(cohort / schema.SYNTHETIC_TRUTH_DIR / "planted_leaks.csv") == []
+
+
 # ---------------------------------------------------------------------------------------------
 # MD.ai annotations and reader truth
 # ---------------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -19,11 +21,12 @@ PER_MODEL = ["pretrain", "finetune", "evaluate"]
 # transfer of a keras.applications backbone; the repository's params.yaml has all three.
 TINY_MODELS = {"covidnet_cxr_s": {"input_size": 32, "width": 0.125, "dense_units": 8},
                "resnet50": {"input_size": 32, "dense_units": 8}}
-METRICS = ["metrics/cohort.json", "metrics/split.json", "metrics/complexity.json"] + [
+METRICS = ["metrics/cohort.json", "metrics/split.json", "metrics/complexity.json", "metrics/leakage.json"] + [
     f"metrics/models/{model}/{name}.json" for model in TINY_MODELS for name in PER_MODEL]
 
 TINY = {
-    "synthetic": {"n_patients": 30, "n_pretrain": 60, "n_corrupt_files": 1},
+    # Planted leaks: severity images copied, renamed and re-encoded into the pretraining list.
+    "synthetic": {"n_patients": 30, "n_pretrain": 60, "n_corrupt_files": 1, "plant_leaks": 12},
     "ingest": {"max_reject_fraction": 0.2, "image_size": 32},
     "complexity": {"input_size": 64, "width": 0.125, "dense_units": 8},
     "validate": {"min_images_per_level_per_split": 1},
@@ -86,6 +89,30 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_project):
 def test_corrupt_file_recorded_in_rejects(tiny_project):
     rejects = (tiny_project / "data/tables/rejects.csv").read_text().splitlines()
     assert len(rejects) == 2 and rejects[1].startswith("ricord/images/")
+
+
+def test_planted_leaks_are_found_and_kept_out_of_pretraining(tiny_project):
+    """Exactly the planted copies of test/val images are found (by content alone) and excluded."""
+    tables = tiny_project / "data/tables"
+    leaks = pd.read_csv(tiny_project / "data/raw/synthetic_truth/planted_leaks.csv", dtype=str)
+    images = pd.read_csv(tables / "severity_images.csv", dtype=str).set_index("raw_path")
+    split = pd.read_csv(tables / "split.csv", dtype=str).set_index("image_id")["split"]
+    leaks["severity_image_id"] = images.loc[leaks.source_raw_path, "image_id"].to_numpy()
+    leaks["split"] = split.reindex(leaks.severity_image_id).to_numpy()
+    leaks["pretrain_image_id"] = leaks.filename.str.replace(".jpg", "", regex=False)
+    expected = leaks[leaks.split.isin(["test", "val"])]
+    assert len(expected) >= 2, "the tiny cohort should put some planted sources in test/val"
+    audit = json.loads((tiny_project / "metrics/leakage.json").read_text())
+    found = {(m["severity_image_id"], m["pretrain_image_id"]): m["methods"] for m in audit["matches"]}
+    assert found == {(s, p): "phash" for s, p in zip(expected.severity_image_id, expected.pretrain_image_id)}
+    assert audit["excluded"] == sorted(expected.pretrain_image_id)
+    audited = pd.read_csv(tables / "pretrain_audited.csv", dtype=str)
+    all_pretrain = pd.read_csv(tables / "pretrain_images.csv", dtype=str)
+    assert set(all_pretrain.image_id) - set(audited.image_id) == set(expected.pretrain_image_id)
+    # Copies of training images stay: seeing them in pretraining is not leakage into the test.
+    assert set(leaks.pretrain_image_id) - set(expected.pretrain_image_id) <= set(audited.image_id)
+    summary = (tiny_project / "reports/validation.md").read_text()
+    assert f"{len(expected)} matched images of the pretraining train list were excluded" in summary
 
 
 def test_second_repro_is_a_no_op_and_status_clean(tiny_project):

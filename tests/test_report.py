@@ -95,3 +95,14 @@ def test_reader_agreement_sentence_when_measured(metrics, tmp_path):
     assert ("over the 12 studies graded by two or more readers: Fleiss' kappa 0.612 on the level "
             "(Level 1 / Level 2 / invalid) and 0.500 on the grade; Cohen's kappa 0.700") in text
     assert "(raw agreement 87.5%)" in text
+
+
+def test_leakage_sentence_when_audited(metrics, tmp_path):
+    assert "Leakage audit" not in render(metrics, tmp_path / "a", {"covidnet_cxr_s": {}, "resnet50": {}})
+    _write(metrics / "leakage.json", {"mode": "exclude", "splits_audited": ["test", "val"],
+                                      "matched_severity_images": 7, "severity_images_audited": 30,
+                                      "excluded_pretrain_images": 9})
+    text = render(metrics, tmp_path / "b", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert ("Leakage audit (`validate.leakage: exclude`): 7 of 30 severity test/val images were found "
+            "in the pretraining cohort") in text
+    assert "9 pretraining images were excluded" in text

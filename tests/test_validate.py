@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 
 from stages import schema
-from stages.validate import as_int_column, main
-from stages.validation.suites import SUITE_NAMES, ValidationFailed, raise_if_failed, run_all
+from stages.validate import as_int_column, main, wants_paper_cohort
+from stages.validation.suites import (PAPER_COHORT_SUITE, SUITE_NAMES, Inputs, ValidationFailed,
+                                     raise_if_failed, run_all)
 
 PARAMS = {"min_images_per_level_per_split": 2, "min_image_size": 64}
 # Patients 0-5 train, 6-8 val, 9-11 test: patient-disjoint by construction.
@@ -25,8 +27,14 @@ def image_id(patient: int, index: int) -> str:
     return f"{patient:04d}{index}"
 
 
+def content_hashes(key: str) -> dict[str, str]:
+    """Distinct stand-in hashes (random 256-bit perceptual hashes lie ~128 bits apart)."""
+    return {"pixel_sha256": hashlib.sha256(f"pixels {key}".encode()).hexdigest(),
+            "phash": hashlib.sha256(f"phash {key}".encode()).hexdigest()}
+
+
 def make_tables(n_patients: int = 12, images_per_patient: int = 2) -> dict[str, pd.DataFrame]:
-    """Consistent small tables: each patient has one Level 1 and one Level 2 image."""
+    """Consistent small tables: each patient has a Level 1 study and a Level 2 study, one image each."""
     images, labels, split = [], [], []
     for p in range(n_patients):
         patient = f"P{p:04d}"
@@ -35,15 +43,15 @@ def make_tables(n_patients: int = 12, images_per_patient: int = 2) -> dict[str, 
             level = 1 if (p + i) % 2 == 0 else 2
             grade = "mild" if level == 1 else ("moderate" if p % 2 else "severe")
             images.append({
-                "image_id": iid, "patient_id": patient, "study_uid": f"1.2.{p}",
-                "series_uid": f"1.2.{p}.1", "sop_uid": f"1.2.{p}.1.{i}",
+                "image_id": iid, "patient_id": patient, "study_uid": f"1.2.{p}.{i}",
+                "series_uid": f"1.2.{p}.{i}.1", "sop_uid": f"1.2.{p}.{i}.1.1",
                 "raw_path": f"ricord/images/{iid}.dcm", "image_path": f"{iid}.png", "modality": "DX",
                 "view": "AP" if i == 0 else "PA", "rows": 512, "columns": 512,
                 "photometric": "MONOCHROME2", "bits_stored": 12,
-                "transfer_syntax": "1.2.840.10008.1.2.1", "source": "synthetic",
+                "transfer_syntax": "1.2.840.10008.1.2.1", "source": "synthetic", **content_hashes(iid),
             })
             labels.append({
-                "image_id": iid, "patient_id": patient, "study_uid": f"1.2.{p}", "n_readers": 3,
+                "image_id": iid, "patient_id": patient, "study_uid": f"1.2.{p}.{i}", "n_readers": 3,
                 "reader_grades": ";".join([grade] * 3), "study_grade": grade, "airspace_level": level,
             })
             split.append({"image_id": iid, "patient_id": patient, "split": SPLIT_OF_PATIENT[p],
@@ -53,6 +61,7 @@ def make_tables(n_patients: int = 12, images_per_patient: int = 2) -> dict[str, 
         "label": "positive" if k % 2 else "negative", "covidx_source": "synthetic",
         "list": "test" if k % 5 == 0 else "train", "raw_path": f"covidx/images/c{k:03d}.png",
         "image_path": f"c{k:03d}.png", "rows": 256, "columns": 256, "source": "synthetic",
+        **content_hashes(f"c{k:03d}"),
     } for k in range(10)]
     return {
         "severity_images": pd.DataFrame(images)[schema.SEVERITY_IMAGE_COLUMNS],
@@ -117,6 +126,9 @@ def test_suites_hold_the_promised_expectations(good_results: dict) -> None:
         ("split", IN_SET, "in_split"),
         ("split", IN_SET, "n_splits"),
         ("split", "expect_column_values_to_be_between", "n_images"),
+        ("split", "expect_column_values_to_be_between", "deviation"),
+        ("labels", IN_SET, "study_has_images"),
+        ("labels", IN_SET, "n_levels"),
     }
     assert promised <= present, promised - present
 
@@ -170,6 +182,15 @@ def label_without_image(t: dict) -> None:
     t["severity_images"] = images[images.image_id != image_id(3, 0)].reset_index(drop=True)
 
 
+def labelled_study_without_images(t: dict) -> None:
+    t["labels"].loc[0, "study_uid"] = "9.9.9"
+
+
+def study_with_two_levels(t: dict) -> None:
+    # Image 00001 (Level 2) joins the study of image 00000 (Level 1).
+    t["labels"].loc[t["labels"].image_id == image_id(0, 1), "study_uid"] = "1.2.0.0"
+
+
 def too_few_level_1_in_val(t: dict) -> None:
     # Val holds patients 6-8, one Level 1 image each; drop two of them (labels and split alike).
     gone = {image_id(6, 0), image_id(7, 1)}
@@ -211,8 +232,14 @@ TAMPERS: list[tuple[Callable[[dict], None], set[tuple[str, str, str | None]], st
     (snake_case_birth_date_column,
      {("severity_images", "expect_column_values_to_not_be_in_set", "normalised_name")},
      "column_name=patient_birth_date"),
-    (label_without_image, {("labels", IN_SET, "in_image_table")}, "image_id=00030"),
-    (too_few_level_1_in_val, {("split", "expect_column_values_to_be_between", "n_images")},
+    # Each image is its own study here, so the study loses its images too.
+    (label_without_image, {("labels", IN_SET, "in_image_table"), ("labels", IN_SET, "study_has_images")},
+     "image_id=00030"),
+    (labelled_study_without_images, {("labels", IN_SET, "study_has_images")}, "study_uid=9.9.9"),
+    (study_with_two_levels, {("labels", IN_SET, "n_levels")}, "study_uid=1.2.0.0"),
+    # Val keeps 1 of 4 images at Level 1: too few, and its Level 2 share (0.75) far from 0.5.
+    (too_few_level_1_in_val, {("split", "expect_column_values_to_be_between", "n_images"),
+                              ("split", "expect_column_values_to_be_between", "deviation")},
      "split=val,airspace_level=1"),
     (pretrain_label_covid, {("pretrain_images", IN_SET, "label")}, "image_id=c003"),
     (labelled_image_missing_from_split, {("split", IN_SET, "in_split")}, "image_id=00000"),
@@ -239,6 +266,107 @@ def test_tampered_table_fails_its_expectation(tamper: Callable[[dict], None],
     assert offender in message
     for suite in {s for s, _, _ in expected}:
         assert results[suite]["success"] is False
+
+
+def test_level2_share_far_from_the_cohorts_fails() -> None:
+    tables = make_tables()
+    split = tables["split"]
+    # One Level 2 test image relabelled Level 1: test share 2/6 against the cohort's 11/24.
+    flip = split.index[(split.split == "test") & (split.airspace_level == 2)][0]
+    split.loc[flip, "airspace_level"] = 1
+    assert run_all(tables, PARAMS)["split"]["success"]  # 0.125 apart: within the default 0.15
+    results = run_all(tables, {**PARAMS, "max_level2_share_deviation": 0.1})
+    assert failures(results) == {("split", "expect_column_values_to_be_between", "deviation")}
+    assert "split=test,level2_share=0.333333,cohort_level2_share=0.458333" in failure_message(results)
+
+
+def materialise(folder: Path, tables: dict[str, pd.DataFrame]) -> Inputs:
+    """The files the tables point at: processed images (empty files do) and the COVIDx lists."""
+    images, raw = folder / "images", folder / "raw"
+    for name in ("severity_images", "pretrain_images"):
+        for image_path in tables[name].image_path:
+            (images / image_path).parent.mkdir(parents=True, exist_ok=True)
+            (images / image_path).write_bytes(b"png")
+    pretrain = tables["pretrain_images"]
+    for list_name, relative in schema.COVIDX_LISTS.items():
+        rows = pretrain[pretrain.list == list_name]
+        (raw / relative).parent.mkdir(parents=True, exist_ok=True)
+        (raw / relative).write_text("".join(f"{r.patient_id} {r.filename} {r.label} {r.covidx_source}\n"
+                                            for r in rows.itertuples()))
+    return Inputs(images=images, raw=raw)
+
+
+def test_files_on_disk_pass(tmp_path: Path) -> None:
+    tables = make_tables()
+    results = run_all(tables, PARAMS, materialise(tmp_path, tables))
+    assert not failures(results)
+    checked = {(name, e["column"]) for name, suite in results.items() for e in suite["expectations"]}
+    assert {("severity_images", "image_file_present"), ("pretrain_images", "image_file_present"),
+            ("pretrain_images", "status")} <= checked
+
+
+def test_missing_processed_file_fails(tmp_path: Path) -> None:
+    tables = make_tables()
+    inputs = materialise(tmp_path, tables)
+    (inputs.images / tables["severity_images"].image_path[5]).unlink()
+    (inputs.images / "c008.png").unlink()
+    results = run_all(tables, PARAMS, inputs)
+    assert failures(results) == {("severity_images", IN_SET, "image_file_present"),
+                                 ("pretrain_images", IN_SET, "image_file_present")}
+    message = failure_message(results)
+    assert "image_id=00021" in message and "image_id=c008" in message
+
+
+def test_every_listed_file_is_ingested_or_reported(tmp_path: Path) -> None:
+    tables = make_tables()
+    inputs = materialise(tmp_path, tables)
+    pretrain = tables["pretrain_images"]
+    # c004 vanishes silently; c006 was rejected (rejects.csv) and c007 not acquired (missing.txt).
+    tables["pretrain_images"] = pretrain[~pretrain.image_id.isin(["c004", "c006", "c007"])]
+    tables["rejects"] = pd.DataFrame([{"raw_path": "covidx/images/c006.png", "cohort": "pretrain",
+                                       "kind": "unreadable", "reason": "truncated"}])
+    (inputs.raw / schema.COVIDX_MISSING).write_text("train c007.png\n")
+    results = run_all(tables, PARAMS, inputs)
+    assert failures(results) == {("pretrain_images", IN_SET, "status")}
+    (status,) = [e for e in results["pretrain_images"]["expectations"] if e["column"] == "status"]
+    assert status["unexpected_examples"] == ["list=train,filename=c004.png"]
+    assert status["unexpected_values"] == ["absent"]
+
+
+def reference_split_table(shared_data: Path) -> pd.DataFrame:
+    """The published CXR-S split as a split table (train list -> train, test list -> test)."""
+    from stages.sources.covidnet import read_severity_list
+
+    frames = [read_severity_list(shared_data / "ricord-covidnet" / f"{name}_COVIDxSev.txt").assign(split=name)
+              for name in ("train", "test")]
+    table = pd.concat(frames, ignore_index=True)
+    table["image_path"] = "severity/" + table.image_id + ".png"
+    return table[schema.SPLIT_COLUMNS]
+
+
+def test_paper_cohort_suite_passes_on_the_published_split(shared_data: Path) -> None:
+    from stages.reference import paper
+
+    tables = make_tables()
+    tables["split"] = reference_split_table(shared_data)
+    results = run_all(tables, PARAMS, Inputs(paper_cohort=paper()["cohort"]))
+    assert results[PAPER_COHORT_SUITE]["success"], results[PAPER_COHORT_SUITE]
+    assert results[PAPER_COHORT_SUITE]["n_rows"] == 7  # images, patients, 2 x 2 per level, test
+
+
+def test_paper_cohort_suite_names_each_figure_that_differs(shared_data: Path) -> None:
+    from stages.reference import paper
+
+    tables = make_tables()
+    split = reference_split_table(shared_data)
+    level1_test = split.index[(split.split == "test") & (split.airspace_level == 1)]
+    tables["split"] = split.drop(index=level1_test[:1])
+    results = run_all(tables, PARAMS, Inputs(paper_cohort=paper()["cohort"]))
+    (pair,) = [e for e in results[PAPER_COHORT_SUITE]["expectations"] if not e["success"]]
+    assert pair["unexpected_examples"] == ["figure=images,observed=908,expected=909",
+                                           "figure=level1.images,observed=226,expected=227",
+                                           "figure=test_images,observed=149,expected=150"]
+    assert f"suite '{PAPER_COHORT_SUITE}'" in failure_message({PAPER_COHORT_SUITE: results[PAPER_COHORT_SUITE]})
 
 
 def test_examples_are_sorted_ids_and_capped() -> None:
@@ -283,7 +411,7 @@ def test_validation_failed_lists_every_failure() -> None:
     move_patient_to_second_split(tables)
     pretrain_label_covid(tables)
     message = failure_message(run_all(tables, PARAMS))
-    assert message.startswith("validation failed: 2 expectations failed")
+    assert message.startswith("validation failed: 2 checks failed")
     assert "suite 'split'" in message and "suite 'pretrain_images'" in message
 
 
@@ -304,38 +432,79 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
 @pytest.fixture()
 def params_file(tmp_path: Path) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text("preset: embedded\npresets:\n  embedded: {}\n"
+    path.write_text("preset: embedded\npresets:\n  embedded: {}\ndata: {source: synthetic}\n"
                     "validate:\n  min_images_per_level_per_split: 2\n")
     return path
 
 
-def run_stage(tables: Path, out: Path, params: Path) -> None:
-    main(["--tables", str(tables), "--out", str(out), "--params", str(params)])
+def run_stage(folder: Path, tables: dict[str, pd.DataFrame], out: str, params: Path) -> Path:
+    """Write the tables and their files under ``folder`` and run the stage; outputs go to ``out``."""
+    inputs = materialise(folder, tables)
+    table_dir = write_tables(folder / "tables", tables)
+    result = folder / out
+    main(["--tables", str(table_dir), "--images", str(inputs.images), "--raw", str(inputs.raw),
+          "--out", str(result / "validation"), "--leakage", str(result / "leakage.json"),
+          "--report", str(result / "validation.md"), "--params", str(params)])
+    return result
 
 
 def test_stage_output_is_byte_identical_across_runs(tmp_path: Path, params_file: Path) -> None:
     tables = make_tables()
     tables["severity_images"].loc[[0, 1], "sop_uid"] = ""  # blanks survive the CSV round trip
-    folder = write_tables(tmp_path / "tables", tables)
-    run_stage(folder, tmp_path / "a", params_file)
-    run_stage(folder, tmp_path / "b", params_file)
+    first = run_stage(tmp_path, tables, "a", params_file)
+    second = run_stage(tmp_path, tables, "b", params_file)
+    for name in [f"validation/{n}.json" for n in SUITE_NAMES] + ["leakage.json", "validation.md"]:
+        content = (first / name).read_bytes()
+        assert content == (second / name).read_bytes(), name
     for name in SUITE_NAMES:
-        first = (tmp_path / "a" / f"{name}.json").read_bytes()
-        assert first == (tmp_path / "b" / f"{name}.json").read_bytes()
-        assert first.endswith(b"}\n") and b'"success": true' in first
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(f"{n}.json" for n in SUITE_NAMES)
+        assert b'"success": true' in (first / "validation" / f"{name}.json").read_bytes()
+    assert sorted(p.name for p in (first / "validation").iterdir()) == sorted(f"{n}.json" for n in SUITE_NAMES)
+    report = (first / "validation.md").read_text()
+    assert report.startswith("# Data validation - synthetic phantoms") and "All suites pass." in report
+    audited = pd.read_csv(tmp_path / "tables" / schema.PRETRAIN_AUDITED_TABLE, dtype=str)
+    assert list(audited.image_id) == list(tables["pretrain_images"].image_id)
 
 
 def test_stage_exits_non_zero_on_tampered_table(tmp_path: Path, params_file: Path) -> None:
     tables = make_tables()
     duplicate_sop_uid(tables)
-    folder = write_tables(tmp_path / "tables", tables)
+    stale = tmp_path / "tables" / schema.PRETRAIN_AUDITED_TABLE
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier run\n")
     with pytest.raises(SystemExit) as excinfo:
-        run_stage(folder, tmp_path / "out", params_file)
+        run_stage(tmp_path, tables, "out", params_file)
     code = excinfo.value.code
     assert code not in (0, None)
     # Leading zeros kept: ids are read as text.
     assert "suite 'severity_images'" in str(code) and "image_id=00001" in str(code)
-    # Every result is written before the stage fails, so the failure can be inspected.
-    assert (tmp_path / "out" / "split.json").exists()
-    assert b'"success": false' in (tmp_path / "out" / "severity_images.json").read_bytes()
+    # Every result is written before the stage fails, so the failure can be inspected ...
+    assert (tmp_path / "out" / "validation" / "split.json").exists()
+    assert b'"success": false' in (tmp_path / "out" / "validation" / "severity_images.json").read_bytes()
+    assert "**FAIL**" in (tmp_path / "out" / "validation.md").read_text()
+    # ... but pretraining gets no table from a failed gate.
+    assert not stale.exists()
+
+
+def test_paper_cohort_is_checked_only_for_ricord_with_the_reference_split() -> None:
+    assert wants_paper_cohort({"data": {"source": "ricord"}, "split": {"mode": "reference"}})
+    assert not wants_paper_cohort({"data": {"source": "ricord"}, "split": {"mode": "patient_disjoint"}})
+    assert not wants_paper_cohort({"data": {"source": "synthetic"}, "split": {"mode": "reference"}})
+
+
+def test_stage_leakage_modes(tmp_path: Path, params_file: Path) -> None:
+    tables = make_tables()
+    pretrain, images = tables["pretrain_images"], tables["severity_images"]
+    # c001 (train list) is a copy of test image 00090 (patient 9 is in test): same perceptual hash.
+    pretrain.loc[pretrain.image_id == "c001", "phash"] = images.loc[images.image_id == image_id(9, 0), "phash"].item()
+    failing = tmp_path / "fail.yaml"
+    failing.write_text(params_file.read_text() + "  leakage: fail\n")
+    with pytest.raises(SystemExit) as excinfo:
+        run_stage(tmp_path / "a", tables, "out", failing)
+    assert "leakage audit: 1 severity test/val images are in the pretraining train list" in str(excinfo.value.code)
+    assert "00090 (test) ~ c001 [phash]" in str(excinfo.value.code)
+    assert not (tmp_path / "a" / "tables" / schema.PRETRAIN_AUDITED_TABLE).exists()
+
+    result = run_stage(tmp_path / "b", tables, "out", params_file)  # default: exclude
+    audited = pd.read_csv(tmp_path / "b" / "tables" / schema.PRETRAIN_AUDITED_TABLE, dtype=str)
+    assert "c001" not in set(audited.image_id) and len(audited) == len(pretrain) - 1
+    assert (result / "leakage.json").read_text().count('"excluded_pretrain_images": 1') == 1

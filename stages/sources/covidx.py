@@ -46,3 +46,12 @@ def read_covidx_list(path: Path) -> pd.DataFrame:
             if line.strip():
                 rows.append(parse_covidx_line(line, path, line_number))
     return pd.DataFrame(rows, columns=COVIDX_LIST_COLUMNS, dtype=str)
+
+
+def read_not_acquired(path: Path) -> set[tuple[str, str]]:
+    """(list, filename) pairs of acquire's ``covidx/missing.txt`` (empty when there is none)."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {tuple(line.split(" ", 1)) for line in lines if line}  # type: ignore[misc]

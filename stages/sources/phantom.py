@@ -113,6 +113,14 @@ _STREAM_READERS = 5
 _STREAM_CORRUPT = 6
 _STREAM_PRETRAIN = 7
 _STREAM_PRETRAIN_IMAGE = 8
+_STREAM_LEAK = 9
+
+# Planted leaks: a severity image copied into the pretraining cohort under a new name and patient,
+# shrunk and re-encoded as JPEG, so that only the leakage audit's image-content hashes can find it.
+LEAK_TRUTH_COLUMNS = ["filename", "patient_id", "source_raw_path", "source_patient_id", "scale",
+                      "jpeg_quality"]
+LEAK_SCALES = (0.5, 0.75)
+LEAK_JPEG_QUALITIES = (70, 85)
 
 
 # =============================================================================================
@@ -1181,18 +1189,56 @@ def _encode_pretrain_image(seed: int, planned: PretrainImage) -> bytes:
     return buffer.getvalue()
 
 
+def _plant_leaks(cfg: dict, out_dir: Path) -> list[dict[str, Any]]:
+    """Copy ``plant_leaks`` severity images into the COVIDx images folder, disguised.
+
+    Each copy gets a fresh file name and patient id (so matching by name or patient cannot find
+    it), is shrunk and saved as JPEG (so its bytes and pixels differ), and is listed in the
+    training list as a positive image. Returns the truth rows (one per copy).
+    """
+    count = int(cfg.get("plant_leaks", 0))
+    if count == 0:
+        return []
+    seed = int(cfg["seed"])
+    patients, studies = _plan_ricord(cfg)
+    candidates = [(study, image) for study in studies for image in study.images]
+    rng = np.random.default_rng([seed, _STREAM_LEAK])
+    chosen = sorted(rng.choice(len(candidates), size=count, replace=False).tolist())
+    rows = []
+    for number, position in enumerate(chosen, start=1):
+        study, image = candidates[position]
+        display = _render_ricord_image(seed, patients[study.patient_index], study, image)
+        scale = LEAK_SCALES[number % len(LEAK_SCALES)]
+        quality = LEAK_JPEG_QUALITIES[number % len(LEAK_JPEG_QUALITIES)]
+        grey = Image.fromarray(np.rint(display * 255.0).astype(np.uint8))
+        grey = grey.resize((max(1, round(image.columns * scale)), max(1, round(image.rows * scale))),
+                           Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        grey.save(buffer, format="JPEG", quality=quality)
+        filename = f"{_hex_uuid(seed, 'leak', number)}.jpg"
+        _write_bytes(out_dir / schema.COVIDX_IMAGES_DIR / filename, buffer.getvalue())
+        rows.append({"filename": filename, "patient_id": _hex_uuid(seed, "leak-patient", number),
+                     "source_raw_path": image.raw_path, "source_patient_id": image.patient_id,
+                     "scale": scale, "jpeg_quality": quality})
+    return rows
+
+
 def _generate_pretrain(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, int]:
-    """Write the COVIDx-like images, the train/test lists and the truth table."""
+    """Write the COVIDx-like images (and any planted leaks), the train/test lists and the truth."""
     seed = int(cfg["seed"])
     planned = _plan_pretrain(cfg)
     for image in planned:
         _write_bytes(out_dir / schema.COVIDX_IMAGES_DIR / image.filename,
                      _encode_pretrain_image(seed, image))
         progress.update(1)
+    leaks = _plant_leaks(cfg, out_dir)
     for list_name, relative in schema.COVIDX_LISTS.items():
         lines = [f"{image.patient_id} {image.filename} {image.label} {image.source}\n"
                  for image in planned if image.list_name == list_name]
+        if list_name == "train":
+            lines += [f"{leak['patient_id']} {leak['filename']} positive rsna\n" for leak in leaks]
         _write_text(out_dir / relative, "".join(lines))
+    _write_csv(out_dir / schema.SYNTHETIC_TRUTH_DIR / "planted_leaks.csv", LEAK_TRUTH_COLUMNS, leaks)
     _write_csv(out_dir / schema.SYNTHETIC_TRUTH_DIR / "covidx.csv", COVIDX_TRUTH_COLUMNS, [
         {"patient_id": image.patient_id, "filename": image.filename, "label": image.label,
          "covidx_source": image.source, "list": image.list_name, "n_zones": len(image.zones)}
@@ -1205,6 +1251,7 @@ def _generate_pretrain(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, in
         "pretrain_positive": sum(1 for image in planned if image.label == "positive"),
         "pretrain_negative": sum(1 for image in planned if image.label == "negative"),
         "pretrain_patients": len({image.patient_id for image in planned}),
+        "planted_leaks": len(leaks),
     }
 
 
@@ -1230,8 +1277,9 @@ def _check_config(cfg: dict) -> None:
     for key in ("n_patients", "n_pretrain"):
         if int(cfg[key]) < 0:
             raise ValueError(f"synthetic.{key} must be >= 0, got {cfg[key]}")
-    if int(cfg.get("n_corrupt_files", 0)) < 0:
-        raise ValueError(f"synthetic.n_corrupt_files must be >= 0, got {cfg['n_corrupt_files']}")
+    for key in ("n_corrupt_files", "plant_leaks"):
+        if int(cfg.get(key, 0)) < 0:
+            raise ValueError(f"synthetic.{key} must be >= 0, got {cfg[key]}")
 
 
 def generate(out_dir: Path, cfg: dict) -> dict:
@@ -1242,6 +1290,10 @@ def generate(out_dir: Path, cfg: dict) -> dict:
     ``SOURCE.json``. The output is byte-identical for identical ``cfg``.
     """
     _check_config(cfg)
+    n_severity = _planned_image_count(cfg) - int(cfg["n_pretrain"])
+    if int(cfg.get("plant_leaks", 0)) > n_severity:
+        raise ValueError(f"synthetic.plant_leaks={cfg['plant_leaks']} but the cohort has {n_severity} "
+                         f"severity images to copy")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty; generate() writes a fresh cohort")

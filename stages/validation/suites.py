@@ -1,6 +1,8 @@
 """Great Expectations suites for the pipeline's tables, and a deterministic summary of their results.
 
-Four suites, one per table: ``severity_images``, ``pretrain_images``, ``labels`` and ``split``.
+Four suites, one per table: ``severity_images``, ``pretrain_images``, ``labels`` and ``split``, and
+a fifth, ``paper_cohort``, when the cohort is meant to be the paper's (RICORD with the reference
+split): its counts must equal ``stages/reference/paper.yaml`` exactly.
 Every check is a real GE 1.x expectation validated by an ephemeral context on a pandas batch. Checks
 that are not about single values of the table (no patient in two splits, enough images of each
 level in each split, no identifying DICOM header columns) run on small *derived* tables (one row per
@@ -20,6 +22,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 # GE 1.x phones home (posthog) unless told not to; set before the import reads it. The machine
@@ -32,10 +35,15 @@ import pandas as pd  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from stages import schema  # noqa: E402
+from stages.sources.covidx import read_covidx_list, read_not_acquired  # noqa: E402
 
 SUITE_NAMES = ("severity_images", "pretrain_images", "labels", "split")
+PAPER_COHORT_SUITE = "paper_cohort"
 DEFAULT_MIN_IMAGE_SIZE = 64
 DEFAULT_MIN_IMAGES_PER_LEVEL_PER_SPLIT = 1
+DEFAULT_MAX_LEVEL2_SHARE_DEVIATION = 0.15
+# How a file named in a COVIDx list may be accounted for; anything else vanished silently.
+LISTED_STATUSES = ("ingested", "rejected", "not_acquired")
 MAX_EXAMPLES = 10  # offending ids kept per expectation in the JSON
 MESSAGE_EXAMPLES = 5  # ... and in the exception message
 MAX_LISTED_VALUES = 50  # a longer value set is summarised (size and hash) to keep the JSON small
@@ -85,7 +93,7 @@ class ValidationFailed(Exception):
             message = f"validation failed: {self.failures[0]}"
         else:
             lines = "\n".join(f"  - {line}" for line in self.failures)
-            message = f"validation failed: {len(self.failures)} expectations failed\n{lines}"
+            message = f"validation failed: {len(self.failures)} checks failed\n{lines}"
         super().__init__(message)
 
 
@@ -105,6 +113,21 @@ class Check:
     expectation: type[gxe.Expectation]
     kwargs: dict[str, Any]
     description: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the suites check besides the tables: the files on disk and the paper's counts.
+
+    ``images``: the processed image folder (every table row's ``image_path`` must be there);
+    ``raw``: the raw folder (every COVIDx list line must be accounted for); ``paper_cohort``:
+    the expected cohort counts, or None when the run is not meant to reproduce the paper's cohort.
+    Left as None, a check that needs the input is not built.
+    """
+
+    images: Path | None = None
+    raw: Path | None = None
+    paper_cohort: dict[str, Any] | None = None
 
 
 @dataclass
@@ -211,6 +234,103 @@ def level_counts_frame(split: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def files_frame(table: pd.DataFrame, images: Path) -> pd.DataFrame:
+    """Per image: whether its processed file is in the image folder."""
+    if not _has(table, "image_id", "image_path"):
+        return pd.DataFrame({"image_id": [], "image_file_present": []})
+    known = table.dropna(subset=["image_id"])
+    present = [isinstance(p, str) and (images / p).is_file() for p in known["image_path"]]
+    return pd.DataFrame({"image_id": known["image_id"].astype(str).to_numpy(), "image_file_present": present})
+
+
+def listed_frame(pretrain: pd.DataFrame, rejects: pd.DataFrame, raw: Path) -> pd.DataFrame:
+    """Per line of the COVIDx lists under ``raw``: how the file is accounted for.
+
+    ``ingested`` (a row of the table), ``rejected`` (in ``rejects.csv`` with the reason),
+    ``not_acquired`` (acquire reported it missing) or ``absent``: listed, yet gone without a word.
+    """
+    ingested = set(zip(pretrain.get("list", []), pretrain.get("filename", [])))
+    rejected = set(rejects["raw_path"]) if "raw_path" in rejects.columns else set()
+    not_acquired = read_not_acquired(raw / schema.COVIDX_MISSING)
+    rows = []
+    for list_name, relative in sorted(schema.COVIDX_LISTS.items()):
+        if not (raw / relative).exists():
+            continue
+        for filename in read_covidx_list(raw / relative)["filename"]:
+            if (list_name, filename) in ingested:
+                status = "ingested"
+            elif f"{schema.COVIDX_IMAGES_DIR}/{filename}" in rejected:
+                status = "rejected"
+            elif (list_name, filename) in not_acquired:
+                status = "not_acquired"
+            else:
+                status = "absent"
+            rows.append({"list": list_name, "filename": filename, "status": status})
+    return pd.DataFrame(rows, columns=["list", "filename", "status"])
+
+
+def study_levels_frame(labels: pd.DataFrame) -> pd.DataFrame:
+    """Per labelled study: how many distinct airspace levels its images carry (must be 1)."""
+    if not _has(labels, "study_uid", "airspace_level"):
+        return pd.DataFrame({"study_uid": [], "n_levels": []})
+    known = labels.dropna(subset=["study_uid"])
+    counts = known.groupby("study_uid", sort=True)["airspace_level"].nunique()
+    return pd.DataFrame({"study_uid": counts.index.astype(str), "n_levels": counts.to_numpy(dtype="int64")})
+
+
+def level2_share_frame(split: pd.DataFrame) -> pd.DataFrame:
+    """Per split: its Level 2 share, the whole cohort's, and how far apart they are."""
+    columns = ["split", "n_images", "level2_share", "cohort_level2_share", "deviation"]
+    if not _has(split, "split", "airspace_level") or split.empty:
+        return pd.DataFrame(columns=columns)
+    known = split.dropna(subset=["split", "airspace_level"])
+    is_level2 = known["airspace_level"].map(lambda v: str(v) == "2")
+    cohort = float(is_level2.mean())
+    rows = []
+    for name in schema.SPLITS:
+        member = known["split"] == name
+        if not member.any():
+            continue  # an empty split is the level-count check's business
+        share = float(is_level2[member].mean())
+        rows.append({"split": name, "n_images": int(member.sum()), "level2_share": round(share, 6),
+                     "cohort_level2_share": round(cohort, 6), "deviation": round(abs(share - cohort), 6)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cohort_counts(split: pd.DataFrame) -> dict[str, int]:
+    """The paper's cohort figures, counted on our split table."""
+    levels = split["airspace_level"].map(lambda v: str(v))
+    counts = {"images": len(split), "patients": split["patient_id"].nunique()}
+    for level in schema.LEVELS:
+        member = levels == str(level)
+        counts[f"level{level}.images"] = int(member.sum())
+        counts[f"level{level}.patients"] = int(split.loc[member, "patient_id"].nunique())
+    counts["test_images"] = int((split["split"] == "test").sum())
+    return {k: int(v) for k, v in counts.items()}
+
+
+def flatten_counts(expected: dict[str, Any], prefix: str = "") -> dict[str, int]:
+    """``{level1: {images: 227}}`` -> ``{"level1.images": 227}``."""
+    flat: dict[str, int] = {}
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            flat.update(flatten_counts(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = int(value)
+    return flat
+
+
+def paper_counts_frame(split: pd.DataFrame, expected: dict[str, Any]) -> pd.DataFrame:
+    """One row per figure of the paper's cohort: ours beside the paper's."""
+    wanted = flatten_counts(expected)
+    observed = cohort_counts(split) if _has(split, "patient_id", "split", "airspace_level") else {}
+    return pd.DataFrame({
+        "figure": list(wanted),
+        "observed": [observed.get(k) for k in wanted],
+        "expected": list(wanted.values()),
+    }).astype({"observed": object})
+
+
 # ---------------------------------------------------------------------------------------------
 # Suites
 # ---------------------------------------------------------------------------------------------
@@ -244,14 +364,23 @@ def _at_least(column: str, minimum: int, description: str, frame: str = "table")
                  description)
 
 
-def severity_images_suite(images: pd.DataFrame, params: dict[str, Any]) -> SuiteSpec:
-    """The decoded RICORD-style radiographs: keys, views, sizes, and no identifying headers."""
+def _file_checks(table: pd.DataFrame, inputs: Inputs) -> tuple[dict[str, Frame], list[Check]]:
+    if inputs.images is None:
+        return {}, []
+    return ({"files": Frame(files_frame(table, inputs.images), ("image_id",))},
+            [_in_set("image_file_present", [True], "processed image file missing", frame="files")])
+
+
+def severity_images_suite(images: pd.DataFrame, params: dict[str, Any], inputs: Inputs = Inputs()) -> SuiteSpec:
+    """The decoded RICORD-style radiographs: keys, views, sizes, files, and no identifying headers."""
     table = prepare(images)
     min_size = int(params.get("min_image_size", DEFAULT_MIN_IMAGE_SIZE))
     identifying = sorted({normalise_column_name(c) for c in IDENTIFYING_DICOM_COLUMNS})
+    file_frames, file_checks = _file_checks(table, inputs)
     return SuiteSpec("severity_images", len(table), {
         "table": Frame(table, ("image_id",)),
         "columns": Frame(columns_frame(images), ("column_name",)),
+        **file_frames,
     }, [
         _required_columns(schema.SEVERITY_IMAGE_COLUMNS),
         _not_empty(),
@@ -265,13 +394,22 @@ def severity_images_suite(images: pd.DataFrame, params: dict[str, Any]) -> Suite
         _in_set("view", schema.VIEWS, "unknown view"),
         _at_least("rows", min_size, f"fewer than {min_size} rows"),
         _at_least("columns", min_size, f"fewer than {min_size} columns"),
+        *file_checks,
     ])
 
 
-def pretrain_images_suite(images: pd.DataFrame, params: dict[str, Any]) -> SuiteSpec:
-    """The COVIDx-style pretraining images: keys, labels and which list named them."""
+def pretrain_images_suite(images: pd.DataFrame, params: dict[str, Any], inputs: Inputs = Inputs(),
+                          rejects: pd.DataFrame | None = None) -> SuiteSpec:
+    """The COVIDx-style pretraining images: keys, labels, lists, and every listed file accounted for."""
     table = prepare(images)
-    return SuiteSpec("pretrain_images", len(table), {"table": Frame(table, ("image_id",))}, [
+    frames, checks = _file_checks(table, inputs)
+    if inputs.raw is not None:
+        rejects = rejects if rejects is not None else pd.DataFrame(columns=schema.REJECT_COLUMNS)
+        frames["listed"] = Frame(listed_frame(table, rejects, inputs.raw), ("list", "filename"))
+        checks.append(_in_set("status", LISTED_STATUSES,
+                              "listed file neither ingested nor reported rejected or not acquired",
+                              frame="listed"))
+    return SuiteSpec("pretrain_images", len(table), {"table": Frame(table, ("image_id",)), **frames}, [
         _required_columns(schema.PRETRAIN_IMAGE_COLUMNS),
         _not_empty(),
         *_not_null("image_id", "filename", "label", "list"),
@@ -279,6 +417,7 @@ def pretrain_images_suite(images: pd.DataFrame, params: dict[str, Any]) -> Suite
         _unique("filename", "file in two rows"),
         _in_set("label", schema.COVIDX_CLASSES, "unknown COVIDx label"),
         _in_set("list", COVIDX_LISTS, "unknown COVIDx list"),
+        *checks,
     ])
 
 
@@ -289,6 +428,10 @@ def labels_suite(labels: pd.DataFrame, images: pd.DataFrame, params: dict[str, A
         "table": Frame(table, ("image_id",)),
         "grades": Frame(grade_levels_frame(table), ("image_id",)),
         "image_join": Frame(membership_frame(table, prepare(images), "in_image_table"), ("image_id",)),
+        "study_join": Frame(membership_frame(table.drop_duplicates("study_uid") if "study_uid" in table else table,
+                                             prepare(images), "study_has_images", column="study_uid"),
+                            ("study_uid",)),
+        "study_levels": Frame(study_levels_frame(table), ("study_uid",)),
     }, [
         _required_columns(schema.LABEL_COLUMNS),
         _not_empty(),
@@ -298,6 +441,8 @@ def labels_suite(labels: pd.DataFrame, images: pd.DataFrame, params: dict[str, A
         _in_set("study_grade", STUDY_GRADES, "unknown study grade"),
         _in_set("in_image_table", [True], "labelled image missing from the image table",
                 frame="image_join"),
+        _in_set("study_has_images", [True], "labelled study without images", frame="study_join"),
+        _in_set("n_levels", [1], "study with images of two airspace levels", frame="study_levels"),
         # Rows with an unknown grade or level are already failed above; compare only known pairs.
         Check("grades", gxe.ExpectColumnPairValuesToBeEqual,
               {"column_A": "airspace_level", "column_B": "level_of_grade",
@@ -311,12 +456,14 @@ def split_suite(split: pd.DataFrame, labels: pd.DataFrame, params: dict[str, Any
     table = prepare(split)
     label_table = prepare(labels)
     minimum = int(params.get("min_images_per_level_per_split", DEFAULT_MIN_IMAGES_PER_LEVEL_PER_SPLIT))
+    tolerance = float(params.get("max_level2_share_deviation", DEFAULT_MAX_LEVEL2_SHARE_DEVIATION))
     return SuiteSpec("split", len(table), {
         "table": Frame(table, ("image_id",)),
         "label_join": Frame(membership_frame(table, label_table, "in_labels"), ("image_id",)),
         "split_join": Frame(membership_frame(label_table, table, "in_split"), ("image_id",)),
         "patients": Frame(patients_frame(table), ("patient_id",)),
         "level_counts": Frame(level_counts_frame(table), ("split", "airspace_level")),
+        "level2_shares": Frame(level2_share_frame(table), ("split", "level2_share", "cohort_level2_share")),
     }, [
         _required_columns(schema.SPLIT_COLUMNS),
         _not_empty(),
@@ -329,6 +476,23 @@ def split_suite(split: pd.DataFrame, labels: pd.DataFrame, params: dict[str, Any
         _in_set("n_splits", [1], "patient in two splits", frame="patients"),
         _at_least("n_images", minimum, f"fewer than {minimum} images of a level in a split",
                   frame="level_counts"),
+        Check("level2_shares", gxe.ExpectColumnValuesToBeBetween,
+              {"column": "deviation", "max_value": tolerance},
+              f"Level 2 share of a split more than {tolerance} from the cohort's"),
+    ])
+
+
+def paper_cohort_suite(split: pd.DataFrame, expected: dict[str, Any]) -> SuiteSpec:
+    """The cohort of the paper exactly: images, patients, per level, and the test set size."""
+    counts = paper_counts_frame(prepare(split), expected)
+    return SuiteSpec(PAPER_COHORT_SUITE, len(counts), {
+        "counts": Frame(counts, ("figure", "observed", "expected")),
+    }, [
+        Check("counts", gxe.ExpectColumnValuesToNotBeNull, {"column": "observed"},
+              "figure not countable on the split table"),
+        Check("counts", gxe.ExpectColumnPairValuesToBeEqual,
+              {"column_A": "observed", "column_B": "expected"},
+              "cohort count differs from the paper's (stages/reference/paper.yaml)"),
     ])
 
 
@@ -488,23 +652,28 @@ class Validator:
         }
 
 
-def build_suites(tables: dict[str, pd.DataFrame], params: dict[str, Any]) -> list[SuiteSpec]:
-    """The four suites over ``severity_images``, ``pretrain_images``, ``labels`` and ``split``."""
+def build_suites(tables: dict[str, pd.DataFrame], params: dict[str, Any],
+                 inputs: Inputs = Inputs()) -> list[SuiteSpec]:
+    """The four table suites (``rejects`` is optional), then ``paper_cohort`` when asked for."""
     missing = [name for name in SUITE_NAMES if name not in tables]
     if missing:
         raise KeyError(f"validate: tables missing: {missing}")
-    return [
-        severity_images_suite(tables["severity_images"], params),
-        pretrain_images_suite(tables["pretrain_images"], params),
+    suites = [
+        severity_images_suite(tables["severity_images"], params, inputs),
+        pretrain_images_suite(tables["pretrain_images"], params, inputs, tables.get("rejects")),
         labels_suite(tables["labels"], tables["severity_images"], params),
         split_suite(tables["split"], tables["labels"], params),
     ]
+    if inputs.paper_cohort is not None:
+        suites.append(paper_cohort_suite(tables["split"], inputs.paper_cohort))
+    return suites
 
 
-def run_all(tables: dict[str, pd.DataFrame], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def run_all(tables: dict[str, pd.DataFrame], params: dict[str, Any],
+            inputs: Inputs = Inputs()) -> dict[str, dict[str, Any]]:
     """Run every suite; per suite a JSON-able result (no raising: the caller writes them first)."""
     validator = Validator()
-    return {suite.name: validator.run(suite) for suite in build_suites(tables, params)}
+    return {suite.name: validator.run(suite) for suite in build_suites(tables, params, inputs)}
 
 
 def failure_lines(results: dict[str, dict[str, Any]]) -> list[str]:

@@ -1,0 +1,90 @@
+"""Content hashes for the leakage audit: exact pixels and a perceptual hash that survives copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages.dicomio.read import read_raster
+from stages.imaging.hashing import (PHASH_BITS, hamming, hamming_matrix, perceptual_hash,
+                                    pixel_sha256)
+from stages.sources.phantom import render_chest
+
+THRESHOLD = 16  # validate.phash_max_distance in params.yaml
+
+
+def phantom(seed: int, rows: int = 420, columns: int = 380) -> np.ndarray:
+    return render_chest(np.random.default_rng(seed), (0, 4) if seed % 2 else (1,), rows, columns)
+
+
+def saved(display: np.ndarray, path: Path, scale: float = 1.0, **save_args) -> np.ndarray:
+    """Write the 8-bit display image (optionally resized) and read it back as ingest does."""
+    image = Image.fromarray(np.rint(display * 255).astype(np.uint8))
+    if scale != 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)),
+                             Image.Resampling.BILINEAR)
+    image.save(path, **save_args)
+    return read_raster(path)
+
+
+def test_hash_shapes_and_determinism() -> None:
+    display = phantom(1)
+    assert len(pixel_sha256(display)) == 64
+    assert len(perceptual_hash(display)) == (PHASH_BITS + 3) // 4
+    assert perceptual_hash(display) == perceptual_hash(display.copy())
+
+
+def test_pixel_hash_is_format_independent_but_exact(tmp_path: Path) -> None:
+    display = phantom(2)
+    png = saved(display, tmp_path / "a.png")
+    tiff = saved(display, tmp_path / "a.tiff")
+    assert pixel_sha256(png) == pixel_sha256(tiff)
+    jpeg = saved(display, tmp_path / "a.jpg", quality=95)
+    assert pixel_sha256(jpeg) != pixel_sha256(png)
+    assert pixel_sha256(png.T) != pixel_sha256(png)  # same bytes, other shape
+
+
+@pytest.mark.parametrize(("scale", "quality"), [(1.0, 90), (0.75, 85), (0.5, 70), (0.3, 50)])
+def test_resized_jpeg_copy_stays_within_the_threshold(tmp_path: Path, scale: float, quality: int) -> None:
+    display = phantom(3, 512, 500)
+    copy = saved(display, tmp_path / "copy.jpg", scale=scale, quality=quality)
+    assert copy.shape != display.shape or scale == 1.0
+    assert hamming(perceptual_hash(display), perceptual_hash(copy)) <= THRESHOLD
+
+
+def test_distinct_phantoms_are_far_apart() -> None:
+    hashes = [perceptual_hash(phantom(seed)) for seed in range(12)]
+    distances = hamming_matrix(hashes, hashes)
+    off_diagonal = distances[~np.eye(len(hashes), dtype=bool)]
+    assert off_diagonal.min() > THRESHOLD, off_diagonal.min()
+
+
+def test_hamming_matrix_matches_pairwise_hamming() -> None:
+    rng = np.random.default_rng(0)
+    a = [f"{int(v):064x}"[-64:] for v in rng.integers(0, 2**62, size=4)]
+    b = [perceptual_hash(phantom(s)) for s in range(3)] + ["0" * 64]
+    a = [h.rjust(64, "0") for h in a]
+    matrix = hamming_matrix(a, b)
+    assert matrix.shape == (4, 4)
+    assert all(matrix[i, j] == hamming(a[i], b[j]) for i in range(4) for j in range(4))
+    with pytest.raises(ValueError, match="different lengths"):
+        hamming("ab", "abc")
+    with pytest.raises(ValueError, match="2-D"):
+        perceptual_hash(np.zeros((4, 4, 3)))
+
+
+def test_cohen_duplicate_is_found_and_nothing_else(shared_data: Path) -> None:
+    """Real radiographs: the two SIRM uploads of case 34 (patient 51) are one image, re-encoded.
+
+    Among the 93 cohen-severity images that is the only pair within the threshold (measured: 14
+    bits apart; the next nearest pair is 64 bits apart).
+    """
+    folder = shared_data / "cohen-severity" / "images"
+    names = sorted(p.name for p in folder.iterdir())
+    hashes = [perceptual_hash(read_raster(folder / name)) for name in names]
+    distances = hamming_matrix(hashes, hashes)
+    pairs = {(names[i], names[j]) for i, j in zip(*np.nonzero(distances <= THRESHOLD)) if i < j}
+    assert pairs == {("E63574A7-4188-4C8D-8D17-9D67A18A1AFA.jpeg", "F4341CE7-73C9-45C6-99C8-8567A5484B63.jpeg")}
