@@ -17,7 +17,7 @@ import pydicom
 import pytest
 import yaml
 
-from stages import acquire, group, ingest, schema, split
+from stages import acquire, group, ingest, schema, split, validate
 from stages.sources import covidnet, http
 from stages.sources.covidx import read_covidx_list
 from tests.conftest import write_dicom
@@ -222,3 +222,24 @@ def _write(tmp_path: Path, params: dict) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+def test_validate_holds_a_reference_run_to_the_papers_cohort(pipeline):
+    """RICORD with the reference split must be the paper's cohort; this small fake one is not."""
+    tmp = pipeline["tmp"]
+    with pytest.raises(SystemExit) as excinfo:
+        validate.main(["--tables", str(tmp / "tables"), "--images", str(tmp / "images"), "--raw", str(tmp / "raw"),
+                       "--out", str(tmp / "validation"), "--leakage", str(tmp / "leakage.json"),
+                       "--report", str(tmp / "validation.md"), "--params", str(tmp / "params.yaml")])
+    n_images = len(pd.read_csv(tmp / "tables" / "split.csv"))
+    message = str(excinfo.value.code)
+    assert "suite 'paper_cohort', expectation 'expect_column_pair_values_to_be_equal'" in message
+    assert f"figure=images,observed={n_images},expected=909" in message
+    for suite in ("severity_images", "pretrain_images", "labels"):
+        assert json.loads((tmp / "validation" / f"{suite}.json").read_text())["success"], suite
+    # The pretraining list's thousands of images acquire reported missing are accounted for.
+    listed = json.loads((tmp / "validation" / "pretrain_images.json").read_text())
+    (status,) = [e for e in listed["expectations"] if e["column"] == "status"]
+    assert status["success"] and status["unexpected_count"] == 0
+    assert (tmp / "validation.md").read_text().startswith("# Data validation - RSNA RICORD 1c (real data)")
+    assert not (tmp / "tables" / schema.PRETRAIN_AUDITED_TABLE).exists()

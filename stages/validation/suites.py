@@ -202,14 +202,16 @@ def grade_levels_frame(labels: pd.DataFrame) -> pd.DataFrame:
 
 def membership_frame(table: pd.DataFrame, reference: pd.DataFrame, flag: str,
                      column: str = "image_id") -> pd.DataFrame:
-    """Per id in ``table``: whether ``reference`` has it too (a join, as a boolean column).
+    """Per distinct id in ``table``: whether ``reference`` has it too (a join, as a boolean column).
 
     A join rather than ``expect_column_values_to_be_in_set(value_set=<every id>)``: GE 1.x
     re-serialises an expectation's kwargs each time it reads them, so a value set of thousands
     of ids makes validation take seconds instead of milliseconds.
     """
-    ids = table[column].dropna().astype(str) if column in table.columns else pd.Series([], dtype=str)
-    return pd.DataFrame({column: ids.to_numpy(), flag: ids.isin(set(_ids(reference, column))).to_numpy()})
+    # One row per distinct id: a study's several images are one question (does it have images?).
+    ids = _ids(table, column)
+    known = set(_ids(reference, column))
+    return pd.DataFrame({column: ids, flag: [i in known for i in ids]})
 
 
 def patients_frame(split: pd.DataFrame) -> pd.DataFrame:
@@ -428,8 +430,7 @@ def labels_suite(labels: pd.DataFrame, images: pd.DataFrame, params: dict[str, A
         "table": Frame(table, ("image_id",)),
         "grades": Frame(grade_levels_frame(table), ("image_id",)),
         "image_join": Frame(membership_frame(table, prepare(images), "in_image_table"), ("image_id",)),
-        "study_join": Frame(membership_frame(table.drop_duplicates("study_uid") if "study_uid" in table else table,
-                                             prepare(images), "study_has_images", column="study_uid"),
+        "study_join": Frame(membership_frame(table, prepare(images), "study_has_images", column="study_uid"),
                             ("study_uid",)),
         "study_levels": Frame(study_levels_frame(table), ("study_uid",)),
     }, [
