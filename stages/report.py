@@ -112,6 +112,28 @@ def curves_figure(metrics: Path, models: list[str], title: str, path: Path) -> N
     _save_figure(figure, path)
 
 
+def test_curves_figure(metrics: Path, models: list[str], title: str, path: Path) -> None:
+    """ROC, precision-recall and calibration of every model, from evaluate's curve tables."""
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    panels = (("roc.csv", "fpr", "tpr", "false positive rate", "true positive rate", "ROC (Level 2 positive)"),
+              ("pr.csv", "recall", "precision", "recall", "precision", "precision-recall"),
+              ("calibration.csv", "mean_predicted", "fraction_positive", "mean predicted P(Level 2)",
+               "observed fraction Level 2", "calibration"))
+    for axis, (name, x, y, x_label, y_label, panel_title) in zip(axes, panels):
+        for model in models:
+            with (metrics / "models" / model / name).open(newline="") as stream:
+                rows = list(csv.DictReader(stream))
+            axis.plot([float(r[x]) for r in rows], [float(r[y]) for r in rows],
+                      marker="o" if name == "calibration.csv" else None, label=MODEL_LABELS.get(model, model))
+        if name != "pr.csv":
+            axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        axis.set(xlabel=x_label, ylabel=y_label, title=panel_title, xlim=(0, 1), ylim=(0, 1.02))
+    axes[0].legend(loc="lower right", fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
 def cohort_lines(cohort: dict, test_images: int, data: str) -> list[str]:
     reference = paper()["cohort"]
     return [
@@ -186,34 +208,88 @@ def table2_lines(complexity: dict) -> list[str]:
     return lines + [""]
 
 
-def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str, int]) -> list[str]:
+def _pct_ci(value, interval: dict | None) -> str:
+    """``90.80% (85.06-95.40)``: the point estimate and its bootstrap interval, when there is one."""
+    if not interval or interval.get("low") is None:
+        return _pct(value)
+    return f"{_pct(value)} ({100 * interval['low']:.2f}-{100 * interval['high']:.2f})"
+
+
+def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str, int],
+                 consistency: dict | None = None) -> list[str]:
     table3 = paper()["table3"]
-    lines = [
-        f"## Table 3: test performance - {data}", "",
+    first = next(iter(evaluations.values()))
+    ci = first.get("confidence_intervals")
+    lines = [f"## Table 3: test performance - {data}", ""]
+    if ci:
+        lines += [f"This run's figures carry {ci['level']:.0%} confidence intervals from a bootstrap over the "
+                  f"{ci['patients']} test patients ({ci['resamples']} resamples; a patient's images are "
+                  "resampled together).", ""]
+    lines += [
         "| network | | sensitivity Level 1 | sensitivity Level 2 | PPV Level 1 | PPV Level 2 | accuracy |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, evaluation in evaluations.items():
         label = MODEL_LABELS.get(model, model)
+        intervals = (evaluation.get("confidence_intervals") or {}).get("intervals", {})
         lines.append(f"| {label} | this run | " + " | ".join(
-            [_pct(evaluation["sensitivity"][level]) for level in LEVELS]
-            + [_pct(evaluation["ppv"][level]) for level in LEVELS] + [_pct(evaluation["accuracy"])]) + " |")
+            [_pct_ci(evaluation["sensitivity"][level], intervals.get("sensitivity", {}).get(level)) for level in LEVELS]
+            + [_pct_ci(evaluation["ppv"][level], intervals.get("ppv", {}).get(level)) for level in LEVELS]
+            + [_pct_ci(evaluation["accuracy"], intervals.get("accuracy"))]) + " |")
         if model in table3:
             row = table3[model]
             lines.append(f"| {label} | paper | " + " | ".join(_printed_pct(row[key]) for key in (
                 "sensitivity_level1", "sensitivity_level2", "ppv_level1", "ppv_level2", "accuracy")) + " |")
-    lines += [
-        "",
-        "The paper's baseline rows solve for whole counts on 150 test images only with the level "
-        "names swapped relative to the COVID-Net CXR-S row (see ../shared/REFERENCE.md), so their "
-        "per-level columns are printed as the paper has them and are not comparable level by level.",
-        "",
-    ]
+    lines.append("")
+    lines += consistency_lines(consistency)
+    if any("roc_auc" in e for e in evaluations.values()):
+        lines += [f"Beyond the paper - {data}:", "",
+                  "| network | F1 Level 1 | F1 Level 2 | ROC AUC (Level 2) | expected calibration error |",
+                  "| --- | --- | --- | --- | --- |"]
+        for model, evaluation in evaluations.items():
+            intervals = (evaluation.get("confidence_intervals") or {}).get("intervals", {})
+            auc = evaluation.get("roc_auc")
+            auc_text = "n/a" if auc is None else (
+                f"{auc:.3f}" + (f" ({intervals['roc_auc']['low']:.3f}-{intervals['roc_auc']['high']:.3f})"
+                                if intervals.get("roc_auc", {}).get("low") is not None else ""))
+            lines.append(f"| {MODEL_LABELS.get(model, model)} | "
+                         + " | ".join(_pct_ci(evaluation["f1"][level], intervals.get("f1", {}).get(level))
+                                      for level in LEVELS)
+                         + f" | {auc_text} | {evaluation['expected_calibration_error']:.3f} |")
+        lines += ["", "![ROC, precision-recall and calibration](figures/curves.png)", ""]
     if len(set(input_sizes.values())) > 1:
         sizes = ", ".join(f"{MODEL_LABELS.get(m, m)} {size} px" for m, size in input_sizes.items())
         lines += [f"Input sizes differ in this run ({sizes}): the embedded default shrinks the "
                   "baselines to fit its CPU time budget, so this is not a like-for-like comparison of "
                   "the architectures.", ""]
+    return lines
+
+
+def consistency_lines(consistency: dict | None) -> list[str]:
+    """What ``paper_check`` found in the paper's own tables (``metrics/paper_consistency.json``)."""
+    if not consistency:
+        return []
+    lines = ["Paper consistency (`metrics/paper_consistency.json`):", ""]
+    fitted = consistency["table4_vs_table3"]
+    table4 = consistency["table4"]
+    agree = all(entry["fits"] for entry in fitted.values())
+    lines.append(f"- Table 4 read with rows = predicted level gives {table4['true_level1']} true Level 1 and "
+                 f"{table4['true_level2']} true Level 2 images; the COVID-Net CXR-S row of Table 3 "
+                 + ("matches it to the printed precision." if agree else "does not match it in "
+                    + ", ".join(k for k, e in fitted.items() if not e["fits"]) + "."))
+    for model, row in consistency["table3_rows"].items():
+        solutions = row["solutions"]
+        counts = "; ".join(f"{s['true_level1']} / {s['true_level2']} true, TP {s['tp_level1']} / {s['tp_level2']}"
+                           for s in solutions) or "none"
+        lines.append(f"- {MODEL_LABELS.get(model, model)}: whole counts on {consistency['test_images']} images "
+                     f"fitting every printed figure (Level 1 / Level 2): {counts}; level names "
+                     f"{row['level_names'] if isinstance(row['level_names'], str) else ', '.join(row['level_names'])}.")
+    for key, claim in consistency["text_claims"].items():
+        if not claim["fits"]:
+            lines.append(f"- The text gives {key.replace('.', ' ')} as {claim['text']}%; Table 4 gives "
+                         f"{claim['from_table4']}%" + (" (the text's figure is the other level's)."
+                                                       if claim["fits_other_level"] else "."))
+    lines += ["", "Baseline rows are therefore shown as printed and are not comparable level by level.", ""]
     return lines
 
 
@@ -261,6 +337,8 @@ def render(metrics: Path, out: Path, model_names) -> str:
     figures = out / "figures"
     confusion_figure(evaluations, f"Test confusion matrices - {data}", figures / "confusion_matrix.png")
     curves_figure(metrics, models, f"Fine-tuning curves - {data}", figures / "finetune_curves.png")
+    if all((metrics / "models" / m / "roc.csv").exists() for m in models):
+        test_curves_figure(metrics, models, f"Test curves - {data}", figures / "curves.png")
 
     lines = [
         "# COVID-Net CXR-S reproduction: results",
@@ -279,7 +357,9 @@ def render(metrics: Path, out: Path, model_names) -> str:
     leakage = metrics / "leakage.json"
     lines += leakage_lines(json.loads(leakage.read_text()) if leakage.exists() else None)
     lines += table2_lines(complexity)
-    lines += table3_lines(evaluations, data, {model: finetunes[model]["input_size"] for model in models})
+    consistency = metrics / "paper_consistency.json"
+    lines += table3_lines(evaluations, data, {model: finetunes[model]["input_size"] for model in models},
+                          json.loads(consistency.read_text()) if consistency.exists() else None)
     lines.append(f"Majority-class rate of this test split: {_pct(test_split['majority_class_rate'])}.")
     lines.append("")
     if "covidnet_cxr_s" in evaluations:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "pretrain", "finetune", "evaluate",
+STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_check", "pretrain", "finetune", "evaluate",
           "report"]
 PER_MODEL = ["pretrain", "finetune", "evaluate"]
 # Two models keep the test short while still exercising the foreach stages and the by-name
@@ -76,6 +76,8 @@ def tiny_project(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_and_writes_metrics(tiny_project):
     for path in METRICS + ["metrics/models/resnet50/test_predictions.csv", "reports/results.md",
+                           "metrics/paper_consistency.json", "reports/figures/curves.png", "reports/validation.md",
+                           *[f"metrics/models/covidnet_cxr_s/{name}.csv" for name in ("roc", "pr", "calibration")],
                            "reports/figures/confusion_matrix.png", "metrics/validation/split.json"]:
         assert (tiny_project / path).is_file(), path
     lock = yaml.safe_load((tiny_project / "dvc.lock").read_text())

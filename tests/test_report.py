@@ -106,3 +106,28 @@ def test_leakage_sentence_when_audited(metrics, tmp_path):
     assert ("Leakage audit (`validate.leakage: exclude`): 7 of 30 severity test/val images were found "
             "in the pretraining cohort") in text
     assert "9 pretraining images were excluded" in text
+
+
+def test_table3_carries_intervals_and_the_papers_consistency(metrics, tmp_path):
+    from stages.reference import paper
+    from stages.reference.consistency import check
+
+    for model in ("covidnet_cxr_s", "resnet50"):
+        path = metrics / "models" / model / "evaluate.json"
+        evaluation = json.loads(path.read_text())
+        evaluation.update({
+            "f1": {"Level 1": 0.769231, "Level 2": 0.888889}, "roc_auc": 0.9125, "expected_calibration_error": 0.071,
+            "confidence_intervals": {"level": 0.95, "patients": 9, "resamples": 1000, "intervals": {
+                "accuracy": {"low": 0.6, "high": 0.95, "defined": 1000},
+                "roc_auc": {"low": 0.8, "high": 1.0, "defined": 990}}}})
+        _write(path, evaluation)
+    _write(metrics / "paper_consistency.json", check(paper()))
+    text = render(metrics, tmp_path / "r", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert "95% confidence intervals from a bootstrap over the 9 test patients (1000 resamples" in text
+    assert "| 85.00% (60.00-95.00) |" in text  # accuracy 17/20 with its interval
+    assert "| COVID-Net CXR-S | 76.92% | 88.89% | 0.912 (0.800-1.000) | 0.071 |" in text
+    assert "ResNet-50: whole counts on 150 images fitting every printed figure (Level 1 / Level 2): " \
+           "98 / 52 true, TP 90 / 41; level names swapped." in text
+    assert "The text gives covidnet_cxr_s sensitivity_level2 as 92.3%; Table 4 gives 92.8571% " \
+           "(the text's figure is the other level's)." in text
+    assert (tmp_path / "r" / "figures").is_dir()

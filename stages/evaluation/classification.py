@@ -1,10 +1,11 @@
-"""Classification metrics as the paper reports them: accuracy, per-class sensitivity and PPV."""
+"""Classification metrics: the paper's (accuracy, per-class sensitivity and PPV) plus F1 and ROC AUC."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix
 
 
@@ -29,7 +30,7 @@ def classification_report(y_true: Sequence, y_pred: Sequence, class_names: Seque
         "n": int(len(y_true)),
         "accuracy": _ratio(np.trace(matrix), matrix.sum()),
         "majority_class_rate": _ratio(counts.max(), counts.sum()),
-        "sensitivity": {}, "ppv": {}, "support": {},
+        "sensitivity": {}, "ppv": {}, "f1": {}, "support": {},
         "confusion_matrix": {
             "rows": "true", "columns": "predicted",
             "matrix": {t: {p: int(matrix[i, j]) for j, p in enumerate(class_names)}
@@ -39,5 +40,21 @@ def classification_report(y_true: Sequence, y_pred: Sequence, class_names: Seque
     for i, name in enumerate(class_names):
         report["sensitivity"][name] = _ratio(matrix[i, i], matrix[i, :].sum())
         report["ppv"][name] = _ratio(matrix[i, i], matrix[:, i].sum())
+        # F1 = 2 TP / (2 TP + FN + FP): the harmonic mean of sensitivity and PPV.
+        report["f1"][name] = _ratio(2 * matrix[i, i], matrix[i, :].sum() + matrix[:, i].sum())
         report["support"][name] = int(matrix[i, :].sum())
     return report
+
+
+def roc_auc(y_true: Sequence, score: Sequence) -> float | None:
+    """Area under the ROC curve of ``score`` for class 1 (None when only one class is present).
+
+    The Mann-Whitney form (ties count half), so it needs no curve and is cheap to bootstrap.
+    """
+    y_true, score = np.asarray(y_true), np.asarray(score, dtype=np.float64)
+    positive, negative = score[y_true == 1], score[y_true == 0]
+    if len(positive) == 0 or len(negative) == 0:
+        return None
+    ranks = rankdata(np.concatenate([positive, negative]))
+    u = ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2
+    return round(float(u / (len(positive) * len(negative))), 6)

@@ -307,7 +307,10 @@ def cohort_counts(split: pd.DataFrame) -> dict[str, int]:
         member = levels == str(level)
         counts[f"level{level}.images"] = int(member.sum())
         counts[f"level{level}.patients"] = int(split.loc[member, "patient_id"].nunique())
-    counts["test_images"] = int((split["split"] == "test").sum())
+    test = split["split"] == "test"
+    counts["test_images"] = int(test.sum())
+    for level in schema.LEVELS:
+        counts[f"test_level{level}_images"] = int((test & (levels == str(level))).sum())
     return {k: int(v) for k, v in counts.items()}
 
 
