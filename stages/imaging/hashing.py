@@ -17,19 +17,16 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from stages.imaging.preprocess import to_uint8
+
 HASH_SIDE = 16  # DCT coefficients kept per axis
 SAMPLE_SIDE = 64  # the image is area-averaged to this square before the DCT
 PHASH_BITS = HASH_SIDE * HASH_SIDE - 1  # the DC coefficient carries no shape
 
 
-def to_uint8(display: np.ndarray) -> np.ndarray:
-    """A float [0, 1] display image as 8-bit grey levels (what a PNG export would hold)."""
-    return np.clip(np.rint(np.asarray(display, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
 def pixel_sha256(display: np.ndarray) -> str:
     """sha256 over the 8-bit display pixels and their shape (so a transposed copy differs)."""
-    pixels = to_uint8(display)
+    pixels = to_uint8(np.asarray(display, dtype=np.float64))  # 8-bit, as a PNG export would hold
     digest = hashlib.sha256(f"{pixels.shape[0]}x{pixels.shape[1]}:".encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()

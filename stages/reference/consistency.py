@@ -24,16 +24,14 @@ def fits(printed: float, exact_percent: float) -> bool:
     return abs(exact_percent - float(printed)) < 10.0 ** -decimals(printed)
 
 
-def metrics_of_counts(true1: int, true2: int, tp1: int, tp2: int) -> dict[str, float | None]:
-    """Table 3's five percentages from the counts (None where a denominator is zero)."""
+def metrics_of_counts(true1, true2, tp1, tp2) -> dict[str, Any]:
+    """Table 3's five percentages from the counts; numbers or broadcasting arrays (a zero
+    denominator gives NaN, which fits no printed figure)."""
     pred1, pred2 = tp1 + (true2 - tp2), tp2 + (true1 - tp1)
-
-    def pct(num: int, den: int) -> float | None:
-        return 100.0 * num / den if den else None
-
-    return {"sensitivity_level1": pct(tp1, true1), "sensitivity_level2": pct(tp2, true2),
-            "ppv_level1": pct(tp1, pred1), "ppv_level2": pct(tp2, pred2),
-            "accuracy": pct(tp1 + tp2, true1 + true2)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"sensitivity_level1": np.divide(100.0 * tp1, true1), "sensitivity_level2": np.divide(100.0 * tp2, true2),
+                "ppv_level1": np.divide(100.0 * tp1, pred1), "ppv_level2": np.divide(100.0 * tp2, pred2),
+                "accuracy": np.divide(100.0 * (tp1 + tp2), true1 + true2)}
 
 
 def table3_from_table4(table4: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def table3_from_table4(table4: dict[str, Any]) -> dict[str, Any]:
     tp1, tp2 = matrix["level1"]["level1"], matrix["level2"]["level2"]
     exact = metrics_of_counts(true1, true2, tp1, tp2)
     return {"true_level1": true1, "true_level2": true2, "tp_level1": tp1, "tp_level2": tp2,
-            "percent": {k: round(v, 4) for k, v in exact.items()}}
+            "percent": {k: round(float(v), 4) for k, v in exact.items()}}
 
 
 def solve_row(row: dict[str, float], total: int) -> list[dict[str, int]]:
@@ -52,14 +50,7 @@ def solve_row(row: dict[str, float], total: int) -> list[dict[str, int]]:
     solutions = []
     for true1 in range(1, total):
         true2 = total - true1
-        tp1 = np.arange(true1 + 1)[:, None]
-        tp2 = np.arange(true2 + 1)[None, :]
-        pred1, pred2 = tp1 + true2 - tp2, tp2 + true1 - tp1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = {"sensitivity_level1": 100.0 * tp1 / true1 + 0 * tp2,
-                      "sensitivity_level2": 100.0 * tp2 / true2 + 0 * tp1,
-                      "ppv_level1": 100.0 * tp1 / pred1, "ppv_level2": 100.0 * tp2 / pred2,
-                      "accuracy": 100.0 * (tp1 + tp2) / total}
+        values = metrics_of_counts(true1, true2, np.arange(true1 + 1)[:, None], np.arange(true2 + 1)[None, :])
         ok = np.ones((true1 + 1, true2 + 1), dtype=bool)
         for key in TABLE3_KEYS:
             ok &= np.abs(values[key] - float(row[key])) < 10.0 ** -decimals(row[key])

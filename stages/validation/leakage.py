@@ -38,10 +38,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".gif", "
 EQUALITY_KEYS = {"patient_id": "patient_key", "filename": "name_key", "pixel_sha256": "pixel_sha256"}
 
 
-class LeakageFound(Exception):
-    """``validate.leakage: fail`` and at least one severity image was found in pretraining."""
-
-
 @dataclass(frozen=True)
 class AuditSettings:
     mode: str = DEFAULT_MODE
@@ -102,32 +98,31 @@ def _text(column: pd.Series) -> pd.Series:
     return column.map(lambda v: str(v).strip() if isinstance(v, str) and str(v).strip() else None)
 
 
+def _keyed(frame: pd.DataFrame, ids: pd.Series, group: pd.Series, names: pd.Series, side: str,
+           group_name: str) -> pd.DataFrame:
+    """One side of the audit: ids, their split or list, and the four matching keys."""
+    return pd.DataFrame({
+        f"{side}_image_id": ids.astype(str).to_numpy(),
+        f"{side}_{group_name}": group.astype(str).to_numpy(),
+        "patient_key": frame["patient_id"].map(patient_key).to_numpy(),
+        "name_key": names.map(name_key).to_numpy(),
+        "pixel_sha256": _text(frame["pixel_sha256"]).to_numpy(),
+        "phash": _text(frame["phash"]).to_numpy(),
+    })
+
+
 def severity_under_audit(split: pd.DataFrame, images: pd.DataFrame,
                          splits: tuple[str, ...]) -> pd.DataFrame:
     """The severity images of the audited splits with their keys and hashes."""
     chosen = split[split["split"].isin(splits)][["image_id", "patient_id", "split"]]
     hashes = images.reindex(columns=["image_id", "pixel_sha256", "phash"]).drop_duplicates("image_id")
     frame = chosen.merge(hashes, on="image_id", how="left", validate="one_to_one")
-    return pd.DataFrame({
-        "severity_image_id": frame["image_id"].astype(str).to_numpy(),
-        "severity_split": frame["split"].astype(str).to_numpy(),
-        "patient_key": frame["patient_id"].map(patient_key).to_numpy(),
-        "name_key": frame["image_id"].map(name_key).to_numpy(),
-        "pixel_sha256": _text(frame["pixel_sha256"]).to_numpy(),
-        "phash": _text(frame["phash"]).to_numpy(),
-    })
+    return _keyed(frame, frame["image_id"], frame["split"], frame["image_id"], "severity", "split")
 
 
 def pretrain_under_audit(pretrain: pd.DataFrame) -> pd.DataFrame:
     frame = pretrain.reindex(columns=["image_id", "patient_id", "filename", "list", "pixel_sha256", "phash"])
-    return pd.DataFrame({
-        "pretrain_image_id": frame["image_id"].astype(str).to_numpy(),
-        "pretrain_list": frame["list"].astype(str).to_numpy(),
-        "patient_key": frame["patient_id"].map(patient_key).to_numpy(),
-        "name_key": frame["filename"].map(name_key).to_numpy(),
-        "pixel_sha256": _text(frame["pixel_sha256"]).to_numpy(),
-        "phash": _text(frame["phash"]).to_numpy(),
-    })
+    return _keyed(frame, frame["image_id"], frame["list"], frame["filename"], "pretrain", "list")
 
 
 def _equal_pairs(severity: pd.DataFrame, pretrain: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -136,27 +131,30 @@ def _equal_pairs(severity: pd.DataFrame, pretrain: pd.DataFrame, key: str) -> pd
     return left.merge(right, on=key)[["severity_image_id", "pretrain_image_id"]]
 
 
-def _phash_pairs(severity: pd.DataFrame, pretrain: pd.DataFrame, max_distance: int) -> pd.DataFrame:
-    """Pairs within ``max_distance`` bits, and their distance."""
+def _phash_distances(severity: pd.DataFrame, pretrain: pd.DataFrame) -> pd.DataFrame:
+    """Hamming distances between every hashed severity image (rows) and pretraining image
+    (columns), computed once: the threshold and the matched pairs' distances both read it."""
     left = severity[["severity_image_id", "phash"]].dropna()
     right = pretrain[["pretrain_image_id", "phash"]].dropna()
-    if left.empty or right.empty:
-        return pd.DataFrame(columns=["severity_image_id", "pretrain_image_id", "phash_distance"])
-    distances = hamming_matrix(list(left["phash"]), list(right["phash"]))
-    rows, columns = np.nonzero(distances <= max_distance)
-    return pd.DataFrame({
-        "severity_image_id": left["severity_image_id"].to_numpy()[rows],
-        "pretrain_image_id": right["pretrain_image_id"].to_numpy()[columns],
-        "phash_distance": distances[rows, columns].astype("int64"),
-    })
+    distances = (hamming_matrix(list(left["phash"]), list(right["phash"]))
+                 if len(left) and len(right) else np.zeros((len(left), len(right)), dtype=np.int32))
+    return pd.DataFrame(distances, index=left["severity_image_id"].to_numpy(),
+                        columns=right["pretrain_image_id"].to_numpy())
+
+
+def _phash_pairs(distances: pd.DataFrame, max_distance: int) -> pd.DataFrame:
+    """Pairs within ``max_distance`` bits."""
+    rows, columns = np.nonzero(distances.to_numpy() <= max_distance)
+    return pd.DataFrame({"severity_image_id": distances.index.to_numpy()[rows],
+                         "pretrain_image_id": distances.columns.to_numpy()[columns]})
 
 
 def find_matches(severity: pd.DataFrame, pretrain: pd.DataFrame, max_distance: int) -> pd.DataFrame:
     """One row per matched (severity, pretraining) pair, with every method that matched it."""
     found = [_equal_pairs(severity, pretrain, key).assign(method=method)
              for method, key in EQUALITY_KEYS.items()]
-    phash = _phash_pairs(severity, pretrain, max_distance)
-    found.append(phash[["severity_image_id", "pretrain_image_id"]].assign(method="phash"))
+    distances = _phash_distances(severity, pretrain)
+    found.append(_phash_pairs(distances, max_distance).assign(method="phash"))
     pairs = pd.concat(found, ignore_index=True)
     if pairs.empty:
         return pd.DataFrame(columns=schema.LEAKAGE_MATCH_COLUMNS)
@@ -171,12 +169,12 @@ def find_matches(severity: pd.DataFrame, pretrain: pd.DataFrame, max_distance: i
     matches = matches.merge(pretrain[["pretrain_image_id", "pretrain_list"]].drop_duplicates("pretrain_image_id"),
                             on="pretrain_image_id", how="left")
     # The distance is worth showing for every pair with both hashes, matched by phash or not.
-    distance = _phash_pairs(severity, pretrain, max_distance=10**6) if len(matches) else None
-    if distance is not None and not distance.empty:
-        matches = matches.merge(distance, on=["severity_image_id", "pretrain_image_id"], how="left")
-    else:
-        matches["phash_distance"] = None
-    matches["phash_distance"] = [None if pd.isna(d) else int(d) for d in matches["phash_distance"]]
+    row = {image: i for i, image in enumerate(distances.index)}
+    column = {image: j for j, image in enumerate(distances.columns)}
+    values = distances.to_numpy()
+    matches["phash_distance"] = [
+        int(values[row[s], column[p]]) if s in row and p in column else None
+        for s, p in zip(matches["severity_image_id"], matches["pretrain_image_id"])]
     matches = matches.sort_values(["severity_image_id", "pretrain_image_id"], kind="stable")
     return matches[schema.LEAKAGE_MATCH_COLUMNS].reset_index(drop=True)
 
