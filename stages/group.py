@@ -14,6 +14,9 @@ Resolving reader disagreement, per study, deterministically:
 Reader agreement goes to ``metrics/cohort.json``: Fleiss' kappa (the form that allows a different
 number of readers per study) over levels and over grades, and Cohen's kappa between each study's
 first two readers.
+
+Demographics (the paper's Table 1) go there too, over the labelled images: per patient, age
+(from ``patient_age_years``; 90 means 90 or older), age bins and sex; per image, the view.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from stages.sources.mdai import read_reader_labels
 
 TIE_BREAKS = ("first", "higher", "lower")
 INVALID_VOTE = "invalid"
+# Columns group needs from severity_images.csv beyond the keys; an older ingest did not write them.
+DEMOGRAPHIC_COLUMNS = ("patient_age_years", "patient_sex")
+SEX_NAMES = {"M": "male", "F": "female", "O": "other"}  # anything else counts as "unknown"
 
 
 def _vote(grade: str) -> int | str:
@@ -172,6 +178,81 @@ def cohort_summary(labels: pd.DataFrame, excluded: pd.DataFrame) -> dict:
     return summary
 
 
+def read_severity_images(path: Path) -> pd.DataFrame:
+    """The image table, with ``patient_age_years`` as numbers (NaN where blank).
+
+    Fails with a message naming the file when a demographic column is absent (a table written by
+    an older ingest) or an age is not a number.
+    """
+    images = read_table(path)
+    missing = [c for c in DEMOGRAPHIC_COLUMNS if c not in images.columns]
+    if missing:
+        raise SystemExit(f"group: {path} has no column {', '.join(missing)}; it was written by an "
+                         f"older ingest, run the ingest stage again")
+    text = images["patient_age_years"].astype(str).str.strip()
+    ages = pd.to_numeric(text.mask(text == ""), errors="coerce")
+    bad = sorted(set(text[ages.isna() & (text != "")]))
+    if bad:
+        raise SystemExit(f"group: {path}: patient_age_years holds values that are not numbers: {bad[:5]}")
+    return images.assign(patient_age_years=ages)
+
+
+def labelled_images(images: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The image table's rows for the labelled images (the cohort after exclusions)."""
+    return images[images.image_id.isin(labels.image_id)]
+
+
+def age_bin(age: int) -> str:
+    """The Table 1 bin of a whole-years age; 90 (stored for 90 or older) falls in "90+"."""
+    if age < 20:
+        return schema.AGE_BINS[0]
+    if age >= schema.AGE_CAP_YEARS:
+        return schema.AGE_BINS[-1]
+    decade = age // 10 * 10
+    return f"{decade}-{decade + 9}"
+
+
+def majority_sex(values: pd.Series) -> str:
+    """The most common of M/F/O over one patient's images (ties: the first sorted); "" if none."""
+    counts = Counter(v for v in values if v in SEX_NAMES)
+    if not counts:
+        return ""
+    best = max(counts.values())
+    return min(v for v, n in counts.items() if n == best)
+
+
+def patient_demographics(images: pd.DataFrame) -> pd.DataFrame:
+    """One row per patient (sorted by id): ``age`` (NaN if unknown) and ``sex`` ("" if unknown).
+
+    Studies carry no date, so the age at the earliest study is taken as the smallest age over the
+    patient's images (ages only grow).
+    """
+    ages = pd.to_numeric(images["patient_age_years"])
+    grouped = images.assign(age=ages).groupby("patient_id", sort=True)
+    return pd.DataFrame({"age": grouped["age"].min(), "sex": grouped["patient_sex"].agg(majority_sex)})
+
+
+def cohort_demographics(images: pd.DataFrame) -> dict:
+    """The paper's Table 1 over ``images`` (give it the labelled ones): age and sex per patient,
+    view per image. Ages: mean and sample SD (ddof=1) to 2 decimals; null without ages (the SD
+    also with a single age)."""
+    patients = patient_demographics(images)
+    ages = patients["age"].dropna()
+    bins = Counter(age_bin(int(a)) for a in ages)
+    sexes = Counter(SEX_NAMES.get(s, "unknown") for s in patients["sex"])
+    # The table holds AP, PA or UNKNOWN (ingest leaves laterals out); all but AP/PA is "unknown".
+    views = Counter(v if v in ("AP", "PA") else "unknown" for v in images["view"])
+    return {
+        "patients": int(len(patients)),
+        "patients_with_age": int(len(ages)),
+        "age_mean": round(float(ages.mean()), 2) if len(ages) else None,
+        "age_sd": round(float(ages.std(ddof=1)), 2) if len(ages) > 1 else None,
+        "age_bins": {name: int(bins[name]) for name in schema.AGE_BINS},
+        "sex": {name: int(sexes[name]) for name in ("male", "female", "other", "unknown")},
+        "view": {name: int(views[name]) for name in ("AP", "PA", "unknown")},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
@@ -180,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    images = read_table(args.tables / "severity_images.csv")
+    images = read_severity_images(args.tables / "severity_images.csv")
     readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
     adjudicators = set(params["group"].get("adjudicators") or [])
     labels, excluded = group_labels(images, readers, params["group"]["tie_break"], adjudicators)
@@ -189,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(args.tables / "labels.csv", labels, schema.LABEL_COLUMNS)
     write_csv(args.tables / "excluded_studies.csv", excluded, schema.EXCLUDED_STUDY_COLUMNS)
     summary = {"data_source": params["data"]["source"], **cohort_summary(labels, excluded),
-               "reader_agreement": reader_agreement(readers)}
+               "reader_agreement": reader_agreement(readers),
+               "demographics": cohort_demographics(labelled_images(images, labels))}
     write_json(args.metrics, summary)
     print(f"group: {summary['images']} labelled images of {summary['patients']} patients; "
           f"level1 {summary['level1']}, level2 {summary['level2']}; excluded {summary['excluded_studies']}")

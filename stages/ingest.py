@@ -130,6 +130,8 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=schema.SEVERITY_IMAGE_COLUMNS), rejects, len(files)
+    # Nullable integers: a missing age would otherwise turn the column to floats ("45.0" in the CSV).
+    table["patient_age_years"] = table["patient_age_years"].astype("Int64")
     # Number the images of each study in a stable order, as COVID-Net's file names do.
     table = table.sort_values(["study_uid", "series_uid", "instance_number", "sop_uid"], kind="stable")
     table["index_in_study"] = table.groupby("study_uid").cumcount()

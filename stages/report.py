@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from stages import schema  # noqa: E402
 from stages.common.io import atomic_write, write_text  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
-from stages.reference import paper  # noqa: E402
+from stages.common.tracked import track, untrack  # noqa: E402
+from stages.reference import PAPER_FILE  # noqa: E402
+from stages.reference import paper as _paper_as_printed  # noqa: E402
 
 # Table order of the paper: the two baselines, then COVID-Net CXR-S.
 MODEL_ORDER = ("densenet121", "resnet50", "covidnet_cxr_s")
@@ -52,11 +55,19 @@ def ordered_models(names) -> list[str]:
     return [m for m in MODEL_ORDER if m in names] + [m for m in names if m not in MODEL_ORDER]
 
 
-def _load(metrics: Path, name: str) -> dict:
+def paper() -> dict:
+    """The paper's figures, each number tracked to its key in ``paper.yaml``."""
+    return track(_paper_as_printed(), f"stages/reference/{PAPER_FILE.name}")
+
+
+def _load(metrics: Path, name: str, required: bool = True) -> dict | None:
+    """A metrics file with every number tracked to its file and key (see ``stages.common.tracked``)."""
     path = metrics / name
     if not path.exists():
+        if not required:
+            return None
         raise SystemExit(f"report: {path} not found (did the stage that writes it run?)")
-    return json.loads(path.read_text())
+    return track(json.loads(path.read_text()), path.as_posix())
 
 
 def _read_tsv(path: Path, column: str) -> list[float]:
@@ -148,6 +159,41 @@ def cohort_lines(cohort: dict, test_images: int, data: str) -> list[str]:
         f"| test images | {test_images} | {reference['test_images']} |",
         "",
     ] + agreement_lines(cohort.get("reader_agreement"))
+
+
+def _share(count, total) -> str:
+    return f"{count} ({100 * count / total:.1f}%)" if total else f"{count}"
+
+
+def table1_lines(demographics: dict | None, data: str) -> list[str]:
+    """Table 1 beside the paper's: age and sex per patient, view per image (``metrics/cohort.json``)."""
+    if not demographics:
+        return []
+    printed = paper()["table1"]
+    patients, printed_patients = demographics["patients"], sum(printed["sex"].values())
+    views, printed_views = demographics["view"], printed["view"]
+    images, printed_images = sum(views.values()), sum(printed_views.values())
+    age = ("n/a" if demographics["age_mean"] is None else
+           f"{demographics['age_mean']:.2f} ± " + ("n/a" if demographics["age_sd"] is None
+                                                   else f"{demographics['age_sd']:.2f}"))
+    lines = [f"## Table 1: demographics - {data}", "",
+             f"Age and sex per patient (the age at the patient's first study, from the DICOM header; ages "
+             f"over 89 are kept as 90+), view per image. {demographics['patients_with_age']} of {patients} "
+             "patients have an age.", "",
+             "| | this run | paper (RICORD 1c) |", "| --- | --- | --- |",
+             f"| age, mean ± SD (years) | {age} | {printed['age']['mean']} ± {printed['age']['sd']} |"]
+    for key, label in (("male", "male"), ("female", "female")):
+        lines.append(f"| {label} | {_share(demographics['sex'][key], patients)} | "
+                     f"{_share(printed['sex'][key], printed_patients)} |")
+    unknown_sex = demographics["sex"]["other"] + demographics["sex"]["unknown"]
+    lines.append(f"| sex other or not recorded | {_share(unknown_sex, patients)} | - |")
+    for key, label in (("AP", "AP"), ("PA", "PA"), ("unknown", "unknown")):
+        lines.append(f"| view {label} (images) | {_share(views[key], images)} | "
+                     f"{_share(printed_views[key], printed_images)} |")
+    for age_bin in schema.AGE_BINS:
+        lines.append(f"| age {age_bin} (patients) | {demographics['age_bins'][age_bin]} | "
+                     f"{printed['age_bins'][age_bin]} |")
+    return lines + [""]
 
 
 def agreement_lines(agreement: dict | None) -> list[str]:
@@ -323,51 +369,117 @@ def training_lines(metrics: Path, finetunes: dict[str, dict], data: str) -> list
     return lines + [""]
 
 
-def render(metrics: Path, out: Path, model_names) -> str:
-    cohort = _load(metrics, "cohort.json")
-    complexity = _load(metrics, "complexity.json")
+@dataclass
+class Results:
+    """Everything the report shows, loaded from ``metrics/`` with each number tracked to its key."""
+    metrics: Path
+    models: list[str]
+    source: str
+    cohort: dict
+    complexity: dict
+    evaluations: dict[str, dict]
+    finetunes: dict[str, dict]
+    leakage: dict | None
+    consistency: dict | None
+
+    @property
+    def data(self) -> str:
+        return SOURCE_TITLES.get(self.source, self.source)
+
+
+def load_results(metrics: Path, model_names) -> Results:
     models = ordered_models(model_names)
     evaluations = {model: _load(metrics, f"models/{model}/evaluate.json") for model in models}
-    finetunes = {model: _load(metrics, f"models/{model}/finetune.json") for model in models}
     sources = {evaluation["data_source"] for evaluation in evaluations.values()}
     if len(sources) != 1:
         raise SystemExit(f"report: evaluations from different data sources {sorted(sources)}; rerun dvc repro")
-    source = sources.pop()
-    data = SOURCE_TITLES.get(source, source)
-    figures = out / "figures"
-    confusion_figure(evaluations, f"Test confusion matrices - {data}", figures / "confusion_matrix.png")
-    curves_figure(metrics, models, f"Fine-tuning curves - {data}", figures / "finetune_curves.png")
-    if all((metrics / "models" / m / "roc.csv").exists() for m in models):
-        test_curves_figure(metrics, models, f"Test curves - {data}", figures / "curves.png")
+    return Results(metrics=metrics, models=models, source=sources.pop(), cohort=_load(metrics, "cohort.json"),
+                   complexity=_load(metrics, "complexity.json"), evaluations=evaluations,
+                   finetunes={model: _load(metrics, f"models/{model}/finetune.json") for model in models},
+                   leakage=_load(metrics, "leakage.json", required=False),
+                   consistency=_load(metrics, "paper_consistency.json", required=False))
 
-    lines = [
-        "# COVID-Net CXR-S reproduction: results",
-        "",
-        "Generated by `dvc repro` (stage `report`) from `metrics/`; do not edit by hand.",
-        "",
-    ]
-    if source == "synthetic":
-        lines += [
-            "> **Synthetic data.** These numbers come from the embedded cohort of digital phantoms, "
+
+def synthetic_warning(results: Results) -> list[str]:
+    if results.source != "synthetic":
+        return []
+    return ["> **Synthetic data.** These numbers come from the embedded cohort of digital phantoms, "
             "generated offline by `stages.sources.phantom`. They check that the pipeline works; they "
             "are not clinical results and are not comparable to the paper's.", ""]
+
+
+def results_text(results: Results) -> str:
+    """``reports/results.md``, with every number still marked by its origin (``untrack`` cleans it)."""
+    evaluations, data = results.evaluations, results.data
+    lines = ["# COVID-Net CXR-S reproduction: results", "",
+             "Generated by `dvc repro` (stage `report`) from `metrics/`; do not edit by hand.", ""]
+    lines += synthetic_warning(results)
     # Every model is evaluated on the same test split.
     test_split = next(iter(evaluations.values()))
-    lines += cohort_lines(cohort, test_split["n"], data)
-    leakage = metrics / "leakage.json"
-    lines += leakage_lines(json.loads(leakage.read_text()) if leakage.exists() else None)
-    lines += table2_lines(complexity)
-    consistency = metrics / "paper_consistency.json"
-    lines += table3_lines(evaluations, data, {model: finetunes[model]["input_size"] for model in models},
-                          json.loads(consistency.read_text()) if consistency.exists() else None)
+    lines += cohort_lines(results.cohort, test_split["n"], data)
+    lines += table1_lines(results.cohort.get("demographics"), data)
+    lines += leakage_lines(results.leakage)
+    lines += table2_lines(results.complexity)
+    lines += table3_lines(evaluations, data, {m: results.finetunes[m]["input_size"] for m in results.models},
+                          results.consistency)
     lines.append(f"Majority-class rate of this test split: {_pct(test_split['majority_class_rate'])}.")
     lines.append("")
     if "covidnet_cxr_s" in evaluations:
         lines += table4_lines(evaluations["covidnet_cxr_s"], data)
     lines += ["![confusion matrices](figures/confusion_matrix.png)", ""]
-    lines += training_lines(metrics, finetunes, data)
+    lines += training_lines(results.metrics, results.finetunes, data)
     lines += ["![fine-tuning curves](figures/finetune_curves.png)", ""]
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def readme_text(results: Results) -> str:
+    """The README's results section: the headline figures, each beside the paper's."""
+    evaluations, data, table3 = results.evaluations, results.data, paper()["table3"]
+    cohort, reference = results.cohort, paper()["cohort"]
+    test_split = next(iter(evaluations.values()))
+    lines = [f"#### Test performance - {data}", ""] + synthetic_warning(results) + [
+        f"{test_split['n']} test images; 95% intervals from a bootstrap over test patients. "
+        "Per-level figures, Table 4 and the figures are in `reports/results.md`.", "",
+        "| network | accuracy, this run | paper | sensitivity Level 1 / 2 | PPV Level 1 / 2 | ROC AUC |",
+        "| --- | --- | --- | --- | --- | --- |"]
+    for model, evaluation in evaluations.items():
+        intervals = (evaluation.get("confidence_intervals") or {}).get("intervals", {})
+        printed = table3.get(model)
+        auc = evaluation.get("roc_auc")
+        lines.append(
+            f"| {MODEL_LABELS.get(model, model)} | {_pct_ci(evaluation['accuracy'], intervals.get('accuracy'))} | "
+            f"{_printed_pct(printed['accuracy']) if printed else 'n/a'} | "
+            + " / ".join(_pct(evaluation["sensitivity"][level]) for level in LEVELS) + " | "
+            + " / ".join(_pct(evaluation["ppv"][level]) for level in LEVELS) + " | "
+            + ("n/a" if auc is None else f"{auc:.3f}") + " |")
+    lines += ["", f"#### Cohort - {data}", "",
+              f"{cohort['images']} images of {cohort['patients']} patients (Level 1: {cohort['level1']['images']}, "
+              f"Level 2: {cohort['level2']['images']}); the paper's RICORD 1c cohort: {reference['images']} images "
+              f"of {reference['patients']} patients ({reference['level1']['images']} / "
+              f"{reference['level2']['images']}).", "",
+              "#### Table 2: complexity at 480 x 480 x 3 - model architecture only (no data involved)", "",
+              "| network | parameters (M), this run | paper | GFLOPs, this run | paper |",
+              "| --- | --- | --- | --- | --- |"]
+    for model in [m for m in MODEL_ORDER if m in results.complexity["models"]]:
+        row = results.complexity["models"][model]
+        printed = row["paper"]
+        lines.append(f"| {printed['label']} | {row['parameters'][printed['parameters_compared']] / 1e6:.2f} | "
+                     f"{printed['parameters_m']} | {row['gflops']:.2f} | {printed['gflops']} |")
+    return "\n".join(lines + [""])
+
+
+def write_figures(results: Results, out: Path) -> None:
+    figures, data = out / "figures", results.data
+    confusion_figure(results.evaluations, f"Test confusion matrices - {data}", figures / "confusion_matrix.png")
+    curves_figure(results.metrics, results.models, f"Fine-tuning curves - {data}", figures / "finetune_curves.png")
+    if all((results.metrics / "models" / m / "roc.csv").exists() for m in results.models):
+        test_curves_figure(results.metrics, results.models, f"Test curves - {data}", figures / "curves.png")
+
+
+def render(metrics: Path, out: Path, model_names) -> str:
+    results = load_results(metrics, model_names)
+    write_figures(results, out)
+    text, _ = untrack(results_text(results))
     write_text(out / "results.md", text)
     return text
 

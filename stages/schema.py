@@ -51,6 +51,10 @@ GRADE_OF_LABEL = {MILD: "mild", MODERATE: "moderate", SEVERE: "severe", INVALID:
 LEVEL_OF_GRADE = {"mild": 1, "moderate": 2, "severe": 2}
 LEVELS = (1, 2)
 
+# HIPAA Safe Harbor (45 CFR 164.514(b)(2)(i)(C)) aggregates every age over 89 into one category,
+# so the image table stores any age of 90 or more as 90, meaning "90 or older".
+AGE_CAP_YEARS = 90
+PATIENT_SEXES = ("M", "F", "O")  # DICOM PatientSex codes the image table keeps (else empty)
 VIEWS = ("AP", "PA", "UNKNOWN")  # views the image table may hold (``ingest.views`` picks among them)
 DICOM_VIEWS = VIEWS + ("LATERAL",)  # what the DICOM reader reports; laterals are always left out
 SPLITS = ("train", "val", "test")
@@ -83,6 +87,8 @@ SEVERITY_IMAGE_COLUMNS = [
     "source",
     "pixel_sha256",  # sha256 of the 8-bit display pixels (stages.imaging.hashing)
     "phash",  # perceptual DCT hash, hex (catches resized or re-encoded copies)
+    "patient_age_years",  # from PatientAge, whole years; 90 means 90 or older (HIPAA); empty: unknown
+    "patient_sex",  # M | F | O; empty: absent or another value
 ]
 # ingest -> pretrain_images.csv: one row per COVIDx-style image that decoded.
 PRETRAIN_IMAGE_COLUMNS = [
@@ -114,6 +120,10 @@ LABEL_COLUMNS = [
     "study_grade",  # mild | moderate | severe
     "airspace_level",  # 1 | 2
 ]
+# group -> metrics/cohort.json demographics: per-patient age bins, in the paper's Table 1 order
+# (the last bin holds ages stored as 90, i.e. 90 or older).
+AGE_BINS = ("<20", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+")
+
 # group -> excluded_studies.csv
 EXCLUDED_STUDY_COLUMNS = ["study_uid", "patient_id", "reason"]
 

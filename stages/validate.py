@@ -28,7 +28,7 @@ from stages.validation import leakage, summary
 from stages.validation.suites import SUITE_NAMES, Inputs, ValidationFailed, failure_lines, run_all
 
 # Integer columns of the tables; everything else (ids above all) stays text.
-NUMERIC_COLUMNS = ("rows", "columns", "bits_stored", "n_readers", "airspace_level")
+NUMERIC_COLUMNS = ("rows", "columns", "bits_stored", "n_readers", "airspace_level", "patient_age_years")
 
 
 def as_int_column(column: pd.Series) -> pd.Series:

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from stages.dicomio.read import UnreadableImage, read_any, read_dicom, read_raster
-from tests.conftest import write_dicom
+from stages.dicomio.read import (UnreadableImage, age_string_to_years, read_any, read_dicom,
+                                 read_dicom_header, read_raster, sex_code)
+from tests.conftest import cr_dataset, write_dicom
 
 
 def gradient(bits: int, shape=(40, 30)) -> np.ndarray:
@@ -73,3 +74,53 @@ def test_raster_png_and_read_any(tmp_path):
     np.testing.assert_allclose(read_any(tmp_path / "a.png"), image)
     with pytest.raises(UnreadableImage, match="missing.png"):
         read_raster(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("age, years", [
+    ("045Y", 45), ("000Y", 0), ("089Y", 89),
+    ("090Y", 90), ("095Y", 90), ("120Y", 90),  # 90 or older is stored as 90 (HIPAA)
+    ("018M", 1), ("011M", 0), ("024M", 2),
+    ("052W", 0), ("053W", 1), ("104W", 1), ("105W", 2),
+    ("364D", 0), ("365D", 0), ("366D", 1), ("731D", 2),
+    (" 045Y", 45), ("045Y ", 45),  # space padding
+])
+def test_age_string_to_years(age, years):
+    assert age_string_to_years(age) == years
+
+
+@pytest.mark.parametrize("age", [None, "", "45Y", "45", "0045Y", "045", "045X", "045y", "-45Y", "4.5Y",
+                                 "Y045", "abcd", 45, ["045Y", "046Y"]])
+def test_absent_or_malformed_age_is_none(age):
+    assert age_string_to_years(age) is None
+
+
+@pytest.mark.parametrize("sex, code", [("M", "M"), ("F", "F"), ("O", "O"), ("m", "M"), (" F ", "F"),
+                                       ("", ""), (None, ""), ("U", ""), ("MALE", ""), ("X", "")])
+def test_sex_code(sex, code):
+    assert sex_code(sex) == code
+
+
+def _write_with_demographics(path, age: str | None, sex: str | None):
+    ds = cr_dataset(gradient(8), bits_stored=8, uid_seed=str(path))
+    if age is not None:
+        ds.add_new("PatientAge", "AS", age)
+    if sex is not None:
+        ds.PatientSex = sex
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("age, sex, years, code", [
+    ("062Y", "F", 62, "F"), ("097Y", "M", 90, "M"), ("006M", "O", 0, "O"), (None, None, None, "")])
+def test_header_keeps_capped_age_and_sex(tmp_path, age, sex, years, code):
+    header = read_dicom_header(_write_with_demographics(tmp_path / "d.dcm", age, sex))
+    assert (header.patient_age_years, header.patient_sex) == (years, code)
+
+
+def test_malformed_age_in_a_file_leaves_the_image_readable(tmp_path):
+    # pydicom only warns about an invalid Age String (real files hold them); the image must stay in.
+    with pytest.warns(UserWarning, match="Age String|AS"):
+        path = _write_with_demographics(tmp_path / "bad.dcm", "45 years", "UNKNOWN")
+    image, header = read_dicom(path)
+    assert image.shape == (40, 30)
+    assert header.patient_age_years is None and header.patient_sex == ""

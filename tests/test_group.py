@@ -1,8 +1,15 @@
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from stages import schema
-from stages.group import cohort_summary, fleiss_kappa, group_labels, reader_agreement, resolve_study
+from stages import ingest, schema
+from stages.group import (age_bin, cohort_demographics, cohort_summary, fleiss_kappa, group_labels,
+                          labelled_images, main, majority_sex, read_severity_images, reader_agreement,
+                          resolve_study)
+from stages.sources import phantom
+from tests.test_phantom import TINY_CONFIG
 
 
 @pytest.mark.parametrize("grades, tie_break, expected", [
@@ -96,3 +103,110 @@ def test_reader_agreement_counts_each_reader_once():
     # levels: S1 (1,1), S2 (2,2), S3 (1,2): Cohen's kappa from sklearn on the same pairs
     assert agreement["cohen_kappa_level_first_two_readers"] == pytest.approx(0.4, abs=1e-4)
     assert agreement["fleiss_kappa_level"] < agreement["level_agreement_first_two_readers"]
+
+
+# --- demographics (the paper's Table 1) ------------------------------------------------------
+def _images(rows):
+    """(patient_id, view, patient_age_years, patient_sex) per image."""
+    return pd.DataFrame(rows, columns=["patient_id", "view", "patient_age_years", "patient_sex"]).assign(
+        image_id=lambda t: [f"i{k}" for k in range(len(t))])
+
+
+@pytest.mark.parametrize("age, name", [(0, "<20"), (19, "<20"), (20, "20-29"), (29, "20-29"), (30, "30-39"),
+                                       (59, "50-59"), (80, "80-89"), (89, "80-89"), (90, "90+")])
+def test_age_bin_boundaries(age, name):
+    assert age_bin(age) == name
+
+
+@pytest.mark.parametrize("values, sex", [
+    (["M", "M", "F"], "M"), (["F", "M"], "F"), (["O", "M"], "M"), (["", "", "F"], "F"),
+    (["", None], ""), ([], ""), (["M", "F", "F", "M", "O"], "F")])
+def test_majority_sex_ties_go_to_the_first_sorted(values, sex):
+    assert majority_sex(pd.Series(values, dtype=object)) == sex
+
+
+def test_cohort_demographics_known_answers():
+    images = _images([
+        ("P1", "AP", 19, "M"),
+        ("P1", "AP", 21, "M"),  # a later study: the patient's age is the smallest, 19
+        ("P2", "PA", 20, "F"),
+        ("P3", "UNKNOWN", 89, "F"),
+        ("P3", "AP", 89, ""),
+        ("P4", "UNKNOWN", 90, "O"),
+        ("P5", "AP", None, ""),  # no age, no sex
+    ])
+    demographics = cohort_demographics(images)
+    ages = [19, 20, 89, 90]
+    assert demographics == {
+        "patients": 5,
+        "patients_with_age": 4,
+        "age_mean": round(float(np.mean(ages)), 2),
+        "age_sd": round(float(np.std(ages, ddof=1)), 2),
+        "age_bins": {"<20": 1, "20-29": 1, "30-39": 0, "40-49": 0, "50-59": 0, "60-69": 0, "70-79": 0,
+                     "80-89": 1, "90+": 1},
+        "sex": {"male": 1, "female": 2, "other": 1, "unknown": 1},
+        "view": {"AP": 4, "PA": 1, "unknown": 2},
+    }
+    assert demographics["age_mean"] == 54.5 and demographics["age_sd"] == 40.42
+    assert list(demographics["age_bins"]) == list(schema.AGE_BINS)
+
+
+def test_cohort_demographics_without_ages_gives_nulls():
+    demographics = cohort_demographics(_images([("P1", "AP", None, "M"), ("P2", "PA", None, "F")]))
+    assert demographics["patients"] == 2 and demographics["patients_with_age"] == 0
+    assert demographics["age_mean"] is None and demographics["age_sd"] is None
+    assert set(demographics["age_bins"].values()) == {0}
+    one = cohort_demographics(_images([("P1", "AP", 40, "M"), ("P1", "AP", 41, "M")]))
+    assert (one["age_mean"], one["age_sd"]) == (40.0, None)  # one patient: no sample SD
+
+
+def test_demographics_cover_only_the_labelled_images():
+    images = _images([("P1", "AP", 30, "M"), ("P1", "PA", 70, "M"), ("P2", "AP", 50, "F")])
+    labels = pd.DataFrame({"image_id": ["i1"]})  # P1's second image only
+    demographics = cohort_demographics(labelled_images(images, labels))
+    assert demographics["patients"] == 1 and demographics["age_mean"] == 70.0
+    assert demographics["view"] == {"AP": 0, "PA": 1, "unknown": 0}
+    assert demographics["sex"] == {"male": 1, "female": 0, "other": 0, "unknown": 0}
+
+
+def test_read_severity_images_names_a_missing_column(tmp_path):
+    path = tmp_path / "severity_images.csv"
+    pd.DataFrame({"image_id": ["a"], "patient_id": ["P1"], "study_uid": ["S1"], "view": ["AP"],
+                  "patient_sex": ["M"]}).to_csv(path, index=False)
+    with pytest.raises(SystemExit, match=r"severity_images\.csv has no column patient_age_years"):
+        read_severity_images(path)
+
+
+def test_read_severity_images_reads_blank_ages_as_missing_and_rejects_text(tmp_path):
+    path = tmp_path / "severity_images.csv"
+    path.write_text("image_id,patient_id,patient_age_years,patient_sex\na,007,45,M\nb,008,,\n")
+    images = read_severity_images(path)
+    assert images.patient_age_years.iloc[0] == 45 and np.isnan(images.patient_age_years.iloc[1])
+    assert images.patient_sex.tolist() == ["M", ""] and images.patient_id.tolist() == ["007", "008"]
+    path.write_text("image_id,patient_id,patient_age_years,patient_sex\na,007,045Y,M\n")
+    with pytest.raises(SystemExit, match="045Y"):
+        read_severity_images(path)
+
+
+def test_stage_writes_demographics_deterministically(tmp_path):
+    raw = tmp_path / "raw"
+    phantom.generate(raw, TINY_CONFIG)
+    params = tmp_path / "params.yaml"
+    params.write_text("preset: embedded\npresets: {embedded: {}}\ndata: {source: synthetic}\n"
+                      "ingest: {image_size: 32, crop_top_fraction: 0.08, max_reject_fraction: 0.5}\n"
+                      "group: {tie_break: first}\n")
+    ingest.main(["--raw", str(raw), "--images", str(tmp_path / "images"), "--tables", str(tmp_path / "tables"),
+                 "--params", str(params), "--workers", "1"])
+    outputs = []
+    for name in ("a.json", "b.json"):
+        main(["--raw", str(raw), "--tables", str(tmp_path / "tables"), "--metrics", str(tmp_path / name),
+              "--params", str(params)])
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+    demographics = json.loads(outputs[0])["demographics"]
+    labels = pd.read_csv(tmp_path / "tables/labels.csv", dtype=str)
+    assert demographics["patients"] == labels.patient_id.nunique() == demographics["patients_with_age"]
+    assert sum(demographics["age_bins"].values()) == demographics["patients"]
+    assert sum(demographics["sex"].values()) == demographics["patients"] and demographics["sex"]["unknown"] == 0
+    assert sum(demographics["view"].values()) == len(labels)
+    assert 18 <= demographics["age_mean"] <= 90

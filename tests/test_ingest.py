@@ -2,6 +2,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from PIL import Image
 
@@ -38,6 +39,42 @@ def test_ingest_writes_tables_images_and_rejects(raw, tmp_path):
     assert rejects.reason.str.contains(".dcm").all()
     pretrain = pd.read_csv(tmp_path / "tables/pretrain_images.csv", dtype=str)
     assert len(pretrain) == TINY_CONFIG["n_pretrain"] and set(pretrain.label) <= {"positive", "negative"}
+
+
+def test_ingest_keeps_capped_age_and_sex_from_the_headers(raw, tmp_path):
+    ingest.run(raw, tmp_path / "images", tmp_path / "tables", PARAMS, workers=1)
+    severity = pd.read_csv(tmp_path / "tables/severity_images.csv", dtype=str, keep_default_na=False)
+    headers = [pydicom.dcmread(raw / p, stop_before_pixels=True) for p in severity.raw_path]
+    # The phantom writes "nnnY"; the table keeps whole years with 90 or older stored as 90.
+    expected_ages = [str(min(int(ds.PatientAge[:3]), 90)) for ds in headers]
+    assert severity.patient_age_years.tolist() == expected_ages
+    assert severity.patient_sex.tolist() == [ds.PatientSex for ds in headers]
+    assert set(severity.patient_sex) <= {"M", "F"}
+
+
+def test_missing_or_malformed_age_leaves_the_age_blank_and_keeps_the_image(raw, tmp_path):
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    for corrupt in pd.read_csv(raw / schema.SYNTHETIC_TRUTH_DIR / "corrupt_files.csv").raw_path:
+        (copy / corrupt).unlink()
+    files = sorted((copy / schema.RICORD_IMAGES_DIR).rglob("*.dcm"))
+    edits = {files[0]: "45 years", files[1]: None}  # malformed; absent
+    for path, age in edits.items():
+        ds = pydicom.dcmread(path)
+        del ds.PatientAge, ds.PatientSex
+        if age is not None:
+            with pytest.warns(UserWarning, match="AS"):  # pydicom only warns; real files hold such ages
+                ds.add_new("PatientAge", "AS", age)
+        ds.save_as(path)
+    strict = {**PARAMS, "ingest": {**PARAMS["ingest"], "max_reject_fraction": 0.0}}
+    summary = ingest.run(copy, tmp_path / "images", tmp_path / "tables", strict, workers=1)
+    severity = pd.read_csv(tmp_path / "tables/severity_images.csv", dtype=str, keep_default_na=False)
+    assert summary["severity"] == len(files) == len(severity)
+    edited = severity.raw_path.isin([p.relative_to(copy).as_posix() for p in edits])
+    assert edited.sum() == 2
+    assert (severity.patient_age_years[edited] == "").all() and (severity.patient_sex[edited] == "").all()
+    # The other ages stay whole numbers, not floats turned "45.0" by the blanks.
+    assert severity.patient_age_years[~edited].str.fullmatch(r"\d+").all()
 
 
 def test_ingest_is_deterministic(raw, tmp_path):

@@ -131,3 +131,23 @@ def test_table3_carries_intervals_and_the_papers_consistency(metrics, tmp_path):
     assert "The text gives covidnet_cxr_s sensitivity_level2 as 92.3%; Table 4 gives 92.8571% " \
            "(the text's figure is the other level's)." in text
     assert (tmp_path / "r" / "figures").is_dir()
+
+
+def test_table1_beside_the_papers_when_the_cohort_has_demographics(metrics, tmp_path):
+    assert "Table 1" not in render(metrics, tmp_path / "a", {"covidnet_cxr_s": {}, "resnet50": {}})
+    cohort = json.loads((metrics / "cohort.json").read_text())
+    bins = dict.fromkeys(("<20", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+"), 0)
+    bins.update({"50-59": 12, "90+": 7})
+    cohort["demographics"] = {"patients": 20, "patients_with_age": 19, "age_mean": 61.5, "age_sd": 12.25,
+                              "age_bins": bins, "sex": {"male": 11, "female": 8, "other": 0, "unknown": 1},
+                              "view": {"AP": 30, "PA": 6, "unknown": 4}}
+    _write(metrics / "cohort.json", cohort)
+    text = render(metrics, tmp_path / "b", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert "## Table 1: demographics - synthetic phantoms" in text and "19 of 20 patients have an age" in text
+    assert "| age, mean ± SD (years) | 61.50 ± 12.25 | 59.11 ± 16.19 |" in text
+    # The paper's percentages come from its counts: 161 of 258 patients, 505 of 909 images.
+    assert "| male | 11 (55.0%) | 161 (62.4%) |" in text and "| female | 8 (40.0%) | 97 (37.6%) |" in text
+    assert "| sex other or not recorded | 1 (5.0%) | - |" in text
+    assert "| view AP (images) | 30 (75.0%) | 505 (55.6%) |" in text
+    assert "| view PA (images) | 6 (15.0%) | 5 (0.6%) |" in text
+    assert "| age 90+ (patients) | 7 | 6 |" in text and "| age <20 (patients) | 0 | 2 |" in text

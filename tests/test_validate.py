@@ -49,6 +49,9 @@ def make_tables(n_patients: int = 12, images_per_patient: int = 2) -> dict[str, 
                 "view": "AP" if i == 0 else "PA", "rows": 512, "columns": 512,
                 "photometric": "MONOCHROME2", "bits_stored": 12,
                 "transfer_syntax": "1.2.840.10008.1.2.1", "source": "synthetic", **content_hashes(iid),
+                # Blank sex and age (unknown) on some patients; 90 (the HIPAA cap) on the last.
+                "patient_age_years": None if p == 2 else min(35 + 5 * p, 90),
+                "patient_sex": ("M", "F", "O", "")[p % 4],
             })
             labels.append({
                 "image_id": iid, "patient_id": patient, "study_uid": f"1.2.{p}.{i}", "n_readers": 3,
@@ -111,6 +114,8 @@ def test_suites_hold_the_promised_expectations(good_results: dict) -> None:
         ("severity_images", "expect_column_values_to_be_between", "rows"),
         ("severity_images", "expect_column_values_to_be_between", "columns"),
         ("severity_images", "expect_column_values_to_not_be_in_set", "normalised_name"),
+        ("severity_images", IN_SET, "patient_sex"),
+        ("severity_images", "expect_column_values_to_be_between", "patient_age_years"),
         ("pretrain_images", IN_SET, "label"),
         ("pretrain_images", UNIQUE, "image_id"),
         ("pretrain_images", UNIQUE, "filename"),
@@ -214,6 +219,19 @@ def small_image(t: dict) -> None:
     t["severity_images"].loc[t["severity_images"].image_id == image_id(4, 0), "rows"] = 32
 
 
+def sex_spelled_out(t: dict) -> None:
+    t["severity_images"].loc[t["severity_images"].image_id == image_id(1, 0), "patient_sex"] = "male"
+
+
+def age_above_the_cap(t: dict) -> None:
+    # 95 must have been stored as 90 ("90 or older"), or the table holds an identifying age.
+    t["severity_images"].loc[t["severity_images"].image_id == image_id(5, 1), "patient_age_years"] = 95
+
+
+def negative_age(t: dict) -> None:
+    t["severity_images"].loc[t["severity_images"].image_id == image_id(6, 0), "patient_age_years"] = -1
+
+
 def missing_view_column(t: dict) -> None:
     t["severity_images"] = t["severity_images"].drop(columns=["view"])
 
@@ -245,6 +263,11 @@ TAMPERS: list[tuple[Callable[[dict], None], set[tuple[str, str, str | None]], st
     (labelled_image_missing_from_split, {("split", IN_SET, "in_split")}, "image_id=00000"),
     (split_image_without_label, {("split", IN_SET, "in_labels")}, "image_id=00000"),
     (small_image, {("severity_images", "expect_column_values_to_be_between", "rows")}, "image_id=00040"),
+    (sex_spelled_out, {("severity_images", IN_SET, "patient_sex")}, "image_id=00010"),
+    (age_above_the_cap, {("severity_images", "expect_column_values_to_be_between", "patient_age_years")},
+     "image_id=00051"),
+    (negative_age, {("severity_images", "expect_column_values_to_be_between", "patient_age_years")},
+     "image_id=00060"),
     (missing_view_column, {("severity_images", "expect_table_columns_to_match_set", None),
                            ("severity_images", "expect_column_values_to_not_be_null", "view"),
                            ("severity_images", IN_SET, "view")}, "missing_column=view"),

@@ -7,6 +7,7 @@ min-max stretch), and MONOCHROME1 is inverted, so every source looks the same to
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from pydicom.uid import (
     JPEGLSLossless,
     JPEGLSNearLossless,
 )
+
+from stages import schema
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ""}
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -63,6 +66,8 @@ class DicomHeader:
     columns: int
     transfer_syntax: str
     instance_number: int
+    patient_age_years: int | None  # whole years, 90 = 90 or older; None when absent or malformed
+    patient_sex: str  # M, F, O, or "" when absent or another value
 
 
 LATERAL_VIEWS = ("LL", "RL", "LAT", "LATERAL", "LLD", "RLD")
@@ -74,6 +79,39 @@ def _view(ds: pydicom.Dataset) -> str:
     if view in ("AP", "PA"):
         return view
     return "LATERAL" if view in LATERAL_VIEWS else "UNKNOWN"
+
+
+# PatientAge has the Age String VR: exactly three digits and a unit (Days, Weeks, Months, Years).
+_AGE_STRING = re.compile(r"^([0-9]{3})([DWMY])$")
+_DAYS_PER_UNIT = {"D": 1, "W": 7}
+
+
+def age_string_to_years(value: object) -> int | None:
+    """Whole years (floored) from a DICOM Age String such as ``045Y``; None when absent or malformed.
+
+    90 or more gives 90, meaning "90 or older": HIPAA Safe Harbor aggregates ages over 89
+    (``schema.AGE_CAP_YEARS``). A malformed age leaves the image in, with its age unknown. Days
+    and weeks convert with the mean Gregorian year (1461 days per 4 years).
+    """
+    if not isinstance(value, str):
+        return None  # absent, or multi-valued (a single age is all AS allows here)
+    match = _AGE_STRING.match(value.strip())
+    if match is None:
+        return None
+    number, unit = int(match.group(1)), match.group(2)
+    if unit == "Y":
+        years = number
+    elif unit == "M":
+        years = number // 12
+    else:
+        years = number * _DAYS_PER_UNIT[unit] * 4 // 1461
+    return min(years, schema.AGE_CAP_YEARS)
+
+
+def sex_code(value: object) -> str:
+    """M, F or O from DICOM PatientSex; "" when absent or any other value."""
+    code = value.strip().upper() if isinstance(value, str) else ""
+    return code if code in schema.PATIENT_SEXES else ""
 
 
 def read_header(ds: pydicom.Dataset) -> DicomHeader:
@@ -90,6 +128,8 @@ def read_header(ds: pydicom.Dataset) -> DicomHeader:
         columns=int(ds.get("Columns", 0) or 0),
         transfer_syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")),
         instance_number=int(ds.get("InstanceNumber", 0) or 0),
+        patient_age_years=age_string_to_years(ds.get("PatientAge")),
+        patient_sex=sex_code(ds.get("PatientSex")),
     )
 
 

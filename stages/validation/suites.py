@@ -377,7 +377,8 @@ def _file_checks(table: pd.DataFrame, inputs: Inputs) -> tuple[dict[str, Frame],
 
 
 def severity_images_suite(images: pd.DataFrame, params: dict[str, Any], inputs: Inputs = Inputs()) -> SuiteSpec:
-    """The decoded RICORD-style radiographs: keys, views, sizes, files, and no identifying headers."""
+    """The decoded RICORD-style radiographs: keys, views, sizes, sex and capped age, files, and no
+    identifying headers."""
     table = prepare(images)
     min_size = int(params.get("min_image_size", DEFAULT_MIN_IMAGE_SIZE))
     identifying = sorted({normalise_column_name(c) for c in IDENTIFYING_DICOM_COLUMNS})
@@ -399,6 +400,11 @@ def severity_images_suite(images: pd.DataFrame, params: dict[str, Any], inputs: 
         _in_set("view", schema.VIEWS, "unknown view"),
         _at_least("rows", min_size, f"fewer than {min_size} rows"),
         _at_least("columns", min_size, f"fewer than {min_size} columns"),
+        # Blank sex or age means unknown: GE skips missing values. Ages are capped at 90 (HIPAA).
+        _in_set("patient_sex", schema.PATIENT_SEXES, "unknown patient sex"),
+        Check("table", gxe.ExpectColumnValuesToBeBetween,
+              {"column": "patient_age_years", "min_value": 0, "max_value": schema.AGE_CAP_YEARS},
+              f"patient age outside 0..{schema.AGE_CAP_YEARS} years"),
         *file_checks,
     ])
 

@@ -1,0 +1,87 @@
+"""The committed numbers are the ones the code produces: a clean ``dvc repro`` of the embedded
+default, from a copy of the repository with no data, no models and no DVC cache, gives every
+committed metric, plot, report and ``dvc.lock`` entry exactly. Then the worked example of
+``docs/comparing.md`` runs on that copy, command for command.
+
+This is the slow part of ``make test`` (about 10 minutes on 2 cores): it trains all three models
+from scratch, as ``make repro`` does on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from stages.checks.reported import Paths, check
+from stages.checks.reproduce import clean_copy, compare_tree, dvc, run
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "comparing.md"
+MODELS = ("covidnet_cxr_s", "densenet121", "resnet50")
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> tuple[Path, list[str]]:
+    workdir = tmp_path_factory.mktemp("reproduce")
+    files = clean_copy(REPO, workdir)
+    assert not (workdir / "data").exists() and not (workdir / "models").exists()
+    dvc(workdir, "repro")
+    return workdir, files
+
+
+def test_committed_outputs_and_lock_match_a_clean_repro(reproduced):
+    workdir, files = reproduced
+    problems = compare_tree(REPO, workdir, files)
+    assert not problems, "committed values differ from a clean dvc repro:\n" + "\n".join(problems)
+
+
+def test_the_reproduction_is_a_no_op_the_second_time(reproduced):
+    workdir, _ = reproduced
+    assert "Running stage" not in dvc(workdir, "repro").stdout
+    assert "Data and pipelines are up to date" in dvc(workdir, "status").stdout
+
+
+def test_reported_numbers_of_the_reproduction_match_its_metrics(reproduced):
+    workdir, _ = reproduced
+    assert check(Paths(workdir / "README.md", workdir / "reports/results.md", workdir / "metrics",
+                       workdir / "params.yaml")) == []
+
+
+def _example() -> tuple[list[str], str]:
+    """The commands of the doc's ``bash`` block and the ``params diff`` output it shows."""
+    text = DOC.read_text()
+    commands = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    shown = re.search(r"   ```\n(   \| Path .*?)   ```", text, re.S).group(1)
+    return commands, "\n".join(line[3:] for line in shown.splitlines())
+
+
+def test_worked_example_of_comparing_configurations(reproduced):
+    workdir, _ = reproduced
+    commands, shown_params_diff = _example()
+    assert [c.split()[:3] for c in commands] == [["dvc", "exp", "run"], ["dvc", "exp", "show"],
+                                                  ["dvc", "params", "diff"], ["dvc", "metrics", "diff"]]
+    outputs = [run(workdir, sys.executable, "-m", "dvc", *shlex.split(command)[1:]).stdout for command in commands]
+    experiment, table, params_diff, metrics_diff = outputs
+
+    # Only the evaluation (and the report) re-ran: the models came from the cache.
+    assert all(f"Running stage 'evaluate@{m}'" in experiment for m in MODELS), experiment
+    assert "Running stage 'report'" in experiment
+    assert "pretrain@" not in experiment and "finetune@" not in experiment
+    # exp show: the experiment beside the baseline, only the columns that changed.
+    assert "calibration-5-bins" in table and "evaluate.calibration_bins" in table
+    assert "expected_calibration_error" in table and "accuracy" not in table, table
+    # params diff: exactly what the doc shows.
+    assert params_diff.strip() == shown_params_diff.strip()
+    # metrics diff: a Markdown table whose only changed metric is the calibration error.
+    header, *_ = metrics_diff.splitlines()
+    assert [cell.strip() for cell in header.strip("|").split("|")] == ["Path", "Metric", "main", "workspace",
+                                                                       "Change"], metrics_diff
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in metrics_diff.splitlines()
+            if line.startswith("| metrics/")]
+    assert [row[:2] for row in rows] == [["metrics/models/covidnet_cxr_s/evaluate.json",
+                                          "expected_calibration_error"]], metrics_diff
+    assert rows[0][2] != rows[0][3]  # both values shown, and they differ
