@@ -5,7 +5,7 @@ its file and key (``stages.common.tracked``), and compared with the committed te
 number is reported with the file and line it appears on, what it shows, the metrics file and key
 it comes from, and the value there::
 
-    README.md:214: shows 91.80 where metrics/models/covidnet_cxr_s/evaluate.json [accuracy] = 0.9080459770114943 gives 90.80
+    README.md:221: shows 91.80 where metrics/models/covidnet_cxr_s/evaluate.json [accuracy] = 0.908046 gives 90.80
 
 Usage::
 

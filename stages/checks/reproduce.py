@@ -13,7 +13,7 @@ The pipeline is deterministic (seeds, op determinism, stable ordering, no timest
 comparison is exact: the stated tolerance is zero. A difference is reported with the file, the
 key and both values::
 
-    metrics/models/covidnet_cxr_s/evaluate.json [accuracy]: committed 0.9080459770114943, reproduced 0.896551724137931
+    metrics/models/densenet121/evaluate.json [accuracy]: committed 0.9, reproduced 0.885057
 
 Usage::
 
