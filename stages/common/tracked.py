@@ -38,10 +38,27 @@ def _mark(origin: Origin, text: str) -> str:
     return f"{_OPEN}{origin.file}{_SEP}{origin.key}{_SEP}{origin.value!r}{_SEP}{text}{_CLOSE}"
 
 
-def _arith(name: str, base: type):
+class _Tracked:
+    """A number with an ``origin``; ``_base`` is the number type it extends."""
+    _base: type
+    origin: Origin
+
+    def __new__(cls, value, origin: Origin):
+        number = super().__new__(cls, value)
+        number.origin = origin
+        return number
+
+    def __format__(self, spec: str) -> str:
+        return _mark(self.origin, self._base.__format__(self._base(self), spec))
+
+    def __neg__(self):
+        return type(self)(-self._base(self), self.origin)
+
+
+def _arith(name: str):
     def method(self, other):
-        result = getattr(base, name)(self, other)
-        if result is NotImplemented and base is int:  # int / float and the like: work in float
+        result = getattr(self._base, name)(self, other)
+        if result is NotImplemented and self._base is int:  # int / float and the like: work in float
             result = getattr(float, name)(float(self), other)
         if result is NotImplemented or isinstance(result, bool) or not isinstance(result, (int, float)):
             return result
@@ -49,37 +66,17 @@ def _arith(name: str, base: type):
     return method
 
 
-class TrackedFloat(float):
-    origin: Origin
-
-    def __new__(cls, value: float, origin: Origin):
-        number = super().__new__(cls, value)
-        number.origin = origin
-        return number
-
-    def __format__(self, spec: str) -> str:
-        return _mark(self.origin, float(self).__format__(spec))
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+              "__rtruediv__", "__floordiv__", "__mod__"):
+    setattr(_Tracked, _name, _arith(_name))
 
 
-class TrackedInt(int):
-    origin: Origin
-
-    def __new__(cls, value: int, origin: Origin):
-        number = super().__new__(cls, value)
-        number.origin = origin
-        return number
-
-    def __format__(self, spec: str) -> str:
-        return _mark(self.origin, int(self).__format__(spec))
+class TrackedFloat(_Tracked, float):
+    _base = float
 
 
-_OPERATORS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
-              "__rtruediv__", "__floordiv__", "__mod__")
-for _name in _OPERATORS:
-    setattr(TrackedFloat, _name, _arith(_name, float))
-    setattr(TrackedInt, _name, _arith(_name, int))
-TrackedFloat.__neg__ = lambda self: TrackedFloat(-float(self), self.origin)
-TrackedInt.__neg__ = lambda self: TrackedInt(-int(self), self.origin)
+class TrackedInt(_Tracked, int):
+    _base = int
 
 
 def track(data, file: str, key: str = ""):
