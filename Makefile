@@ -21,8 +21,10 @@ install: $(VENV)/.installed
 repro: install
 	dvc repro
 
+# Two workers: the clean reproduction (tests/test_reproduce.py, about 10 minutes, collected first so
+# it starts at once) runs beside the rest of the suite; --dist loadfile keeps each file on one worker.
 test: install
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile
 
 readme: install
 	python -m stages.checks.reported --write-readme

@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(session, config, items):
+    # The clean reproduction (test_reproduce.py, about 10 minutes) is by far the longest file:
+    # start it first, so that `make test`'s second worker runs the rest of the suite beside it.
+    items.sort(key=lambda item: item.path.name != "test_reproduce.py")
+
+
 def cr_dataset(pixels: np.ndarray, bits_stored: int = 12, photometric: str = "MONOCHROME2",
                signed: bool = False, transfer_syntax: str = ExplicitVRLittleEndian,
                uid_seed: str | None = None, patient_id: str = "TEST-0001") -> FileDataset:
