@@ -158,13 +158,13 @@ def committed_outputs(lock: dict, files: list[str]) -> list[str]:
 def compare_tree(committed: Path, reproduced: Path, files: list[str]) -> list[str]:
     """Every committed output and ``dvc.lock`` of ``committed`` against ``reproduced``."""
     lock = yaml.safe_load((committed / "dvc.lock").read_text())
-    problems = compare_lock(lock, yaml.safe_load((reproduced / "dvc.lock").read_text()))
+    reproduced_lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
+    problems = compare_lock(lock, reproduced_lock)
     outputs = committed_outputs(lock, files)
     for name in outputs:
         problems += compare_file(name, committed / name, reproduced / name)
-    reproduced_lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
     for out in sorted({o["path"] for e in reproduced_lock.get("stages", {}).values() for o in e.get("outs", [])
-                       if o.get("cache") is False} - {o for o in outputs}):
+                       if o.get("cache") is False} - set(outputs)):
         if (reproduced / out).is_file():
             problems.append(f"{out}: written by the pipeline (cache: false) but not committed")
     return problems
