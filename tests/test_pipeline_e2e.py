@@ -8,15 +8,14 @@ not reach: a corrupt file, planted leaks, and byte-identical forced reruns of th
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+
+from stages.checks.reproduce import dvc
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_check", "pretrain", "finetune", "evaluate",
@@ -39,15 +38,6 @@ def _merge(base: dict, override: dict) -> dict:
     return base
 
 
-def _dvc(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
-
-
 def test_dvc_yaml_has_the_issue_stages_in_order():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(stages) == STAGES
@@ -66,8 +56,8 @@ def tiny_project(tmp_path_factory) -> Path:
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The stages' own code is a dependency of each stage, so the copy carries it too.
     shutil.copytree(REPO / "stages", workdir / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    _dvc(workdir, "init", "--no-scm", "-q")
-    _dvc(workdir, "repro", TARGET)
+    dvc(workdir, "init", "--no-scm", "-q")
+    dvc(workdir, "repro", TARGET)
     return workdir
 
 
@@ -109,9 +99,9 @@ def test_planted_leaks_are_found_and_kept_out_of_pretraining(tiny_project):
 
 
 def test_second_repro_is_a_no_op_and_status_clean(tiny_project):
-    again = _dvc(tiny_project, "repro", TARGET)
+    again = dvc(tiny_project, "repro", TARGET)
     assert "Running stage" not in again.stdout
-    status = _dvc(tiny_project, "status", TARGET)
+    status = dvc(tiny_project, "status", TARGET)
     assert "up to date" in status.stdout
 
 
@@ -119,7 +109,7 @@ def test_forced_repro_gives_identical_outputs(tiny_project):
     checked = ["metrics/cohort.json", "metrics/split.json", "metrics/leakage.json"]
     before = {p: (tiny_project / p).read_bytes() for p in checked}
     lock_before = yaml.safe_load((tiny_project / "dvc.lock").read_text())
-    forced = _dvc(tiny_project, "repro", "-f", TARGET)
+    forced = dvc(tiny_project, "repro", "-f", TARGET)
     assert all(f"Running stage '{stage}'" in forced.stdout for stage in DATA_STAGES)
     after = {p: (tiny_project / p).read_bytes() for p in checked}
     assert after == before
