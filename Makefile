@@ -1,19 +1,30 @@
 # Two commands do all the set-up on a fresh machine:
-#   make repro   create .venv, install the project, run the whole DVC pipeline (dvc repro)
-#   make test    create .venv, install the project and test tools, run the test suite
+#   make repro   create .venv, install the locked environment, run the whole DVC pipeline (dvc repro)
+#   make test    create .venv, install the locked environment with the test tools, run the test suite
 # After a dvc repro that changed metrics: make readme   (regenerates the README's results section)
+# After editing the dependencies in pyproject.toml: make lock   (re-resolves requirements.lock)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(abspath $(VENV))/bin
+UV := $(BIN)/uv
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
+# The version of uv that installs and refreshes the lock (itself locked, with hashes, in
+# requirements-bootstrap.lock).
+UV_VERSION := 0.13.9
 
-.PHONY: install repro test readme
+.PHONY: install repro test test-fast readme lock
 
-$(VENV)/.installed: pyproject.toml
+# uv itself, from its own hashed lock: pip installs one wheel, uv installs the rest (much faster).
+$(UV): requirements-bootstrap.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-bootstrap.lock
+	touch $@
+
+# Every package at the version and hash of requirements.lock, then the project itself (no deps).
+$(VENV)/.installed: $(UV) requirements.lock pyproject.toml
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,10 +32,20 @@ install: $(VENV)/.installed
 repro: install
 	dvc repro
 
-# Two workers: the clean reproduction (tests/test_reproduce.py, about 10 minutes, collected first so
-# it starts at once) runs beside the rest of the suite; --dist loadfile keeps each file on one worker.
+# Two workers: the clean reproduction (tests/test_reproduce.py, collected first so it starts at
+# once) runs beside the rest of the suite; --dist loadfile keeps each file on one worker.
+# -rs prints every skip reason.
 test: install
-	python -m pytest -n 2 --dist loadfile
+	python -m pytest -n 2 --dist loadfile -rs
 
 readme: install
 	python -m stages.checks.reported --write-readme
+
+# Re-resolve the environment from pyproject.toml (needs the package index): every platform and
+# Python the project supports, exact versions and sha256 hashes; tests/test_lock.py fails when
+# the two disagree.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra test --universal --fork-strategy fewest --generate-hashes \
+		--quiet --custom-compile-command "make lock" -o requirements.lock
+	echo "uv==$(UV_VERSION)" | $(UV) pip compile - --universal --generate-hashes --quiet \
+		--custom-compile-command "make lock" -o requirements-bootstrap.lock

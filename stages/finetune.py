@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     from stages.models.transfer import transfer_by_name
     from stages.training.augment import AugmentConfig
     from stages.training.data import balanced_dataset, evaluation_dataset
-    from stages.training.fit import compile_for_training, fit
+    from stages.training.fit import SELECTED_BY, compile_for_training, fit
 
     seed = int(params["train"]["seed"])
     make_deterministic(seed)
@@ -66,20 +66,21 @@ def main(argv: list[str] | None = None) -> None:
     train_data = balanced_dataset(args.images, list(train.image_path), level_targets(train.airspace_level),
                                   batch, seed=seed, augment=AugmentConfig.from_params(cfg["augment"]),
                                   image_size=size)
-    val_data = evaluation_dataset(args.images, list(val.image_path), level_targets(val.airspace_level), batch,
-                                  image_size=size)
+    val_targets = level_targets(val.airspace_level)
+    val_data = evaluation_dataset(args.images, list(val.image_path), val_targets, batch, image_size=size)
 
     with get_strategy(params["train"]["strategy"]).scope():
         backbone = load_model(architecture, len(pretrain.CLASS_NAMES), pretrain.HEAD, args.pretrained)
         model = build_model(architecture, n_classes=len(CLASS_NAMES), head=HEAD)
         copied = transfer_by_name(backbone, model, head_prefixes=(f"{HEAD}_", f"{pretrain.HEAD}_"))
         del backbone
-        compile_for_training(model, float(cfg["learning_rate"]))
-    steps = max(1, math.ceil(len(train) / batch))
+        steps = max(1, math.ceil(len(train) / batch))
+        compile_for_training(model, float(cfg["learning_rate"]), steps * int(cfg["epochs"]),
+                             float(cfg.get("warmup_fraction", 0.0)))
     print(f"finetune: {args.model}: {len(copied)} backbone layers transferred by name; {len(train)} train / "
           f"{len(val)} val images, {steps} balanced steps x {cfg['epochs']} epochs", file=sys.stderr)
     live = Live(str(args.live), save_dvc_exp=False, dvcyaml=False, report=None)
-    result = fit(model, train_data, steps, int(cfg["epochs"]), validation_data=val_data, live=live,
+    result = fit(model, train_data, steps, int(cfg["epochs"]), validation=(val_data, val_targets), live=live,
                  verbose=1 if sys.stderr.isatty() else 2)
     live.end()
     save_weights(model, args.model_out)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": args.model, "input_size": size, "parameters": int(model.count_params()),
         "transferred_layers": len(copied), "train_images": int(len(train)), "val_images": int(len(val)),
         "epochs": int(cfg["epochs"]), "selected_epoch": result.best_epoch,
-        "selected_by": "val_accuracy (ties: lower val_loss)",
+        "selected_by": SELECTED_BY,
         "selected": {k: round(v, 6) for k, v in sorted(result.best.items())},
     })
     print(f"finetune: {args.model} selected epoch {result.best_epoch}: {result.best}", file=sys.stderr)

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg, architecture = params["pretrain"], model_params(params, args.model)
 
     from stages.evaluation.classification import classification_report, roc_auc
-    from stages.training.data import evaluation_dataset, shuffled_dataset
+    from stages.training.data import balanced_dataset, evaluation_dataset
     from stages.training.fit import compile_for_training, fit, predict_proba
 
     make_deterministic(int(params["train"]["seed"]))
@@ -59,15 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     if train.empty or test.empty:
         raise SystemExit(f"pretrain: need both COVIDx lists; got {len(train)} train and {len(test)} test images")
     batch, size = int(cfg["batch_size"]), int(architecture["input_size"])
-    train_data = shuffled_dataset(args.images, list(train.image_path), covidx_targets(train.label),
+    # Balanced batches, as COVID-Net's COVIDx loader balances its ~6.4 negatives per positive.
+    train_data = balanced_dataset(args.images, list(train.image_path), covidx_targets(train.label),
                                   batch, seed=int(params["train"]["seed"]), image_size=size)
     test_data = evaluation_dataset(args.images, list(test.image_path), covidx_targets(test.label), batch,
                                    image_size=size)
 
+    steps = max(1, math.ceil(len(train) / batch))
     with get_strategy(params["train"]["strategy"]).scope():
         model = build_model(architecture, n_classes=len(CLASS_NAMES), head=HEAD)
-        compile_for_training(model, float(cfg["learning_rate"]))
-    steps = max(1, math.ceil(len(train) / batch))
+        compile_for_training(model, float(cfg["learning_rate"]), steps * int(cfg["epochs"]),
+                             float(cfg.get("warmup_fraction", 0.0)))
     print(f"pretrain: {model.name} {model.count_params():,} parameters, {len(train)} train images, "
           f"{steps} steps x {cfg['epochs']} epochs", file=sys.stderr)
     result = fit(model, train_data, steps, int(cfg["epochs"]), verbose=1 if sys.stderr.isatty() else 2)

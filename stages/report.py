@@ -106,15 +106,15 @@ def confusion_figure(evaluations: dict[str, dict], title: str, path: Path) -> No
 
 
 def curves_figure(metrics: Path, models: list[str], title: str, path: Path) -> None:
-    """Fine-tuning curves of every model: train loss and validation accuracy per epoch."""
+    """Fine-tuning curves of every model: train loss and the selection score per epoch."""
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for model in models:
         plots = metrics / "models" / model / "finetune_curves" / "plots" / "metrics"
         label = MODEL_LABELS.get(model, model)
-        for axis, name in zip(axes, ("loss", "val_accuracy")):
+        for axis, name in zip(axes, ("loss", "val_loss_balanced")):
             values = _read_tsv(plots / f"{name}.tsv", name)
             axis.plot(range(1, len(values) + 1), values, label=label)
-    for axis, name in zip(axes, ("training loss", "validation accuracy")):
+    for axis, name in zip(axes, ("training loss", "validation balanced cross-entropy (selects the epoch)")):
         axis.set_xlabel("epoch")
         axis.set_ylabel(name)
         axis.legend(fontsize=8)
@@ -303,12 +303,34 @@ def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str,
                                       for level in LEVELS)
                          + f" | {auc_text} | {evaluation['expected_calibration_error']:.3f} |")
         lines += ["", "![ROC, precision-recall and calibration](figures/curves.png)", ""]
-    if len(set(input_sizes.values())) > 1:
-        sizes = ", ".join(f"{MODEL_LABELS.get(m, m)} {size} px" for m, size in input_sizes.items())
-        lines += [f"Input sizes differ in this run ({sizes}): the embedded default shrinks the "
-                  "baselines to fit its CPU time budget, so this is not a like-for-like comparison of "
-                  "the architectures.", ""]
-    return lines
+    return lines + comparison_lines(evaluations, input_sizes)
+
+
+def _overlap(first: dict | None, second: dict | None) -> bool:
+    if not first or not second or first.get("low") is None or second.get("low") is None:
+        return True  # no interval: nothing shows a difference
+    return first["low"] <= second["high"] and second["low"] <= first["high"]
+
+
+def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int]) -> list[str]:
+    """What the table may be read as: like for like or not, and whether the intervals separate."""
+    sizes = set(input_sizes.values())
+    if len(sizes) > 1:
+        listed = ", ".join(f"{MODEL_LABELS.get(m, m)} {size} px" for m, size in input_sizes.items())
+        return [f"Input sizes differ in this run ({listed}): this is not a like-for-like comparison of the "
+                "architectures.", ""]
+    size = next(iter(input_sizes.values()))
+    accuracy = {m: ((e.get("confidence_intervals") or {}).get("intervals") or {}).get("accuracy")
+                for m, e in evaluations.items()}
+    models = list(accuracy)
+    separated = [(a, b) for i, a in enumerate(models) for b in models[i + 1:] if not _overlap(accuracy[a], accuracy[b])]
+    line = (f"All networks train at {size} x {size} px and full width with one protocol (like for like). ")
+    line += ("Their accuracy intervals overlap, so the table does not rank them; the spread over training "
+             "seeds is in `metrics/bench_seeds.json`." if not separated else
+             "Intervals that do not overlap: " + "; ".join(f"{MODEL_LABELS.get(a, a)} and {MODEL_LABELS.get(b, b)}"
+                                                          for a, b in separated)
+             + " (unpaired intervals; the spread over training seeds is in `metrics/bench_seeds.json`).")
+    return [line, ""]
 
 
 def consistency_lines(consistency: dict | None) -> list[str]:
@@ -365,7 +387,9 @@ def training_lines(metrics: Path, finetunes: dict[str, dict], data: str) -> list
             f"{pretrain['test']['n']} images; fine-tuning on {finetune['train_images']} train / "
             f"{finetune['val_images']} val images, {finetune['transferred_layers']} backbone layers "
             f"transferred by name, epoch {finetune['selected_epoch']} of {finetune['epochs']} selected by "
-            f"{finetune['selected_by']} (val accuracy {_pct(finetune['selected'].get('val_accuracy'))}).")
+            f"{finetune['selected_by']} ("
+            + (f"{finetune['selected']['val_loss_balanced']:.3f}; " if "val_loss_balanced" in finetune["selected"] else "")
+            + f"val accuracy {_pct(finetune['selected'].get('val_accuracy'))}).")
     return lines + [""]
 
 
@@ -452,7 +476,8 @@ def readme_text(results: Results) -> str:
             + " / ".join(_pct(evaluation["sensitivity"][level]) for level in LEVELS) + " | "
             + " / ".join(_pct(evaluation["ppv"][level]) for level in LEVELS) + " | "
             + ("n/a" if auc is None else f"{auc:.3f}") + " |")
-    lines += ["", f"#### Cohort - {data}", "",
+    lines += [""] + comparison_lines(evaluations, {m: results.finetunes[m]["input_size"] for m in results.models})
+    lines += [f"#### Cohort - {data}", "",
               f"{cohort['images']} images of {cohort['patients']} patients (Level 1: {cohort['level1']['images']}, "
               f"Level 2: {cohort['level2']['images']}); the paper's RICORD 1c cohort: {reference['images']} images "
               f"of {reference['patients']} patients ({reference['level1']['images']} / "

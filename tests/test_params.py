@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from stages.common.io import read_table, write_csv, write_json
@@ -32,17 +35,50 @@ def test_paper_preset_is_one_switch(tmp_path):
     assert params["finetune"] == {"epochs": 137, "batch_size": 16}
 
 
-def test_repository_paper_preset_has_the_paper_settings():
-    from pathlib import Path
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def paper_params(tmp_path: Path) -> dict:
+    """The repository's parameters with ``preset: paper``."""
+    path = tmp_path / "params.yaml"
+    path.write_text(re.sub(r"^preset: \w+", "preset: paper", REPO_PARAMS.read_text(), count=1, flags=re.M))
+    return load_params(path)
+
+
+def test_repository_paper_preset_has_the_paper_settings(tmp_path):
     import yaml
 
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    from stages.models import model_params
+
+    raw = yaml.safe_load(REPO_PARAMS.read_text())
     paper = raw["presets"]["paper"]
-    assert set(paper["models"]) == set(raw["models"])  # every model of the zoo has paper settings
-    assert all(model["input_size"] == 480 and model.get("width", 1.0) == 1.0 for model in paper["models"].values())
+    params = paper_params(tmp_path)
+    for name in raw["models"]:  # every model of the zoo at the paper's size and full width
+        assert model_params(params, name)["input_size"] == 480
+        assert model_params(params, name).get("width", 1.0) == 1.0
     assert paper["ingest"]["image_size"] == 480
     assert raw["complexity"] == {"input_size": 480, "width": 1.0, "dense_units": 256}
     assert paper["finetune"] == {"epochs": 137, "batch_size": 50, "learning_rate": 1.0e-4}
+
+
+def test_embedded_default_is_like_for_like():
+    """One input size and full width for every network of the zoo (no model overrides them)."""
+    from stages.models import model_params
+
+    params = load_params(REPO_PARAMS)
+    settings = [model_params(params, name) for name in params["models"]]
+    assert len({s["input_size"] for s in settings}) == 1
+    assert all(s.get("width", 1.0) == 1.0 for s in settings)
+    assert len({s["dense_units"] for s in settings}) == 1
+
+
+def test_model_defaults_apply_under_each_model(tmp_path):
+    from stages.models import model_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS + "model_defaults: {input_size: 48, dense_units: 8}\n")
+    assert model_params(load_params(path), "resnet50") == {"name": "resnet50", "input_size": 32, "dense_units": 8}
+    assert model_params(load_params(path), "covidnet_cxr_s")["dense_units"] == 8
 
 
 def test_model_params_names_an_unknown_model(tmp_path):

@@ -38,11 +38,15 @@ BUILDERS = {
 
 
 def model_params(params: dict, name: str) -> dict:
-    """``models.<name>`` from the (preset-applied) parameters, with its ``name`` added."""
+    """``model_defaults`` with ``models.<name>`` over them (preset applied), and its ``name`` added.
+
+    One set of defaults for the whole zoo keeps the comparison like for like: every network
+    trains at the same input size and full width unless its own entry says otherwise.
+    """
     zoo = params.get("models") or {}
     if name not in zoo:
         raise SystemExit(f"model {name!r} is not in params.yaml 'models' ({sorted(zoo)})")
-    return {"name": name, **zoo[name]}
+    return {**(params.get("model_defaults") or {}), **(zoo[name] or {}), "name": name}
 
 
 def build_model(params: dict, n_classes: int, head: str) -> keras.Model:

@@ -1,0 +1,1 @@
+"""Data sources: each writes or reads the raw layout of ``stages.schema``."""

@@ -1,0 +1,144 @@
+"""Benchmark: how far every reported metric moves with the training seed, as a DVC experiment sweep.
+
+    python benchmarks/seeds.py [--seeds 2023 2024 2025 2026] [--jobs 2]   # writes metrics/bench_seeds.json
+
+The committed run (``train.seed`` in params.yaml) is one sample; every other seed is queued as a
+DVC experiment (``dvc exp run --queue -S train.seed=N``) and the queue runs ``--jobs`` at a time
+(``dvc queue start -j``): each experiment restores the data stages from DVC's run cache and
+retrains every model of the zoo, so nothing but the seed differs. The experiments' metrics are
+read back with ``dvc exp show --json`` and summarised per model and metric (mean, sample SD, min,
+max, and the values by seed); the experiments are then removed (``--keep`` keeps them).
+
+The spread is a fact about this training protocol on this data, not about a machine: the
+clean-reproduction check's tolerance mode (``stages/checks/reproduce.py``) allows
+``TOLERANCE_SDS`` of these SDs where exact reproduction cannot hold. Run it after ``dvc repro``
+(the workspace must hold the committed state), on a machine with time to spare: each seed costs a
+full training of the zoo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stages.checks.reproduce import MODEL_METRICS, TOLERANCE_SDS, _flatten  # noqa: E402
+from stages.common.io import write_json  # noqa: E402
+from stages.common.params import load_params  # noqa: E402
+
+PREFIX = "seed-"
+# Per-image and per-epoch details move with training too, but are not reported metrics.
+SKIPPED = ("confidence_intervals", "confusion_matrix.rows", "confusion_matrix.columns", "final_train",
+           "selected.", "selected_epoch", "transferred_layers", "parameters", "input_size")
+
+
+def dvc(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"seeds: dvc {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def reported_values(metrics: dict[str, dict], models: list[str]) -> dict[str, dict[str, float]]:
+    """``{model: {"evaluate.json [accuracy]": 0.9, ...}}`` from ``{path: metrics}`` of one run."""
+    values: dict[str, dict[str, float]] = {}
+    for model in models:
+        for name in MODEL_METRICS:
+            data = metrics.get(f"metrics/models/{model}/{name}")
+            for key, value in sorted(_flatten(data or {}).items()):
+                if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                        and not any(key.startswith(s) for s in SKIPPED):
+                    values.setdefault(model, {})[f"{name} [{key}]"] = float(value)
+    return values
+
+
+def workspace_metrics(models: list[str]) -> dict[str, dict]:
+    return {f"metrics/models/{m}/{n}": json.loads(Path("metrics", "models", m, n).read_text())
+            for m in models for n in MODEL_METRICS if Path("metrics", "models", m, n).is_file()}
+
+
+def run_sweep(seeds: list[int], jobs: int) -> dict[int, dict[str, dict]]:
+    """Queue one experiment per seed, run the queue, and return each seed's metrics files."""
+    for seed in seeds:
+        dvc("exp", "run", "--queue", "-S", f"train.seed={seed}", "-n", f"{PREFIX}{seed}")
+    dvc("queue", "start", "-j", str(jobs))
+    started = time.perf_counter()
+    while True:
+        time.sleep(20)
+        status = dvc("queue", "status")
+        active = [line for line in status.splitlines() if any(f" {s} " in f" {line} " for s in ("Queued", "Running"))]
+        print(f"seeds: {len(active)} experiment(s) queued or running after {time.perf_counter() - started:.0f} s",
+              file=sys.stderr)
+        if not active:
+            break
+    failed = [line for line in dvc("queue", "status").splitlines() if PREFIX in line and "Failed" in line]
+    if failed:
+        raise SystemExit("seeds: experiments failed (dvc queue logs NAME):\n" + "\n".join(failed))
+    runs: dict[int, dict[str, dict]] = {}
+    for baseline in json.loads(dvc("exp", "show", "--json")):
+        for experiment in baseline.get("experiments") or []:
+            revision = experiment["revs"][0]
+            if (revision.get("name") or "").startswith(PREFIX):
+                seed = int(revision["name"][len(PREFIX):])
+                runs[seed] = {path: entry["data"] for path, entry in revision["data"]["metrics"].items()}
+    return runs
+
+
+def summarise(by_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict]]:
+    models: dict[str, dict[str, dict]] = {}
+    seeds = sorted(by_seed)
+    for model in sorted({m for run in by_seed.values() for m in run}):
+        for label in sorted({k for run in by_seed.values() for k in run.get(model, {})}):
+            values = [by_seed[s][model][label] for s in seeds if label in by_seed[s].get(model, {})]
+            if len(values) < 2:
+                continue
+            name, key = label.split(" [", 1)
+            models.setdefault(model, {}).setdefault(name, {})[key.rstrip("]")] = {
+                "mean": round(statistics.fmean(values), 6), "sd": round(statistics.stdev(values), 6),
+                "min": round(min(values), 6), "max": round(max(values), 6),
+                "values": {str(s): by_seed[s][model][label] for s in seeds if label in by_seed[s].get(model, {})},
+            }
+    return models
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2023, 2024, 2025, 2026],
+                        help="seeds besides the committed one (at least 4, for 5 samples)")
+    parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (dvc queue start -j)")
+    parser.add_argument("--keep", action="store_true", help="keep the experiments (dvc exp show lists them)")
+    parser.add_argument("--out", type=Path, default=Path("metrics/bench_seeds.json"))
+    args = parser.parse_args(argv)
+    params = load_params()
+    models = sorted(params["models"])
+    committed_seed = int(params["train"]["seed"])
+    if committed_seed in args.seeds:
+        raise SystemExit(f"seeds: {committed_seed} is the committed run's seed; list only other seeds")
+    if "Data and pipelines are up to date" not in dvc("status"):
+        raise SystemExit("seeds: run `dvc repro` first: the committed run is the sweep's first sample")
+    runs = run_sweep(args.seeds, args.jobs)
+    missing = sorted(set(args.seeds) - set(runs))
+    if missing:
+        raise SystemExit(f"seeds: no metrics for seed(s) {missing}")
+    by_seed = {committed_seed: reported_values(workspace_metrics(models), models)}
+    by_seed.update({seed: reported_values(metrics, models) for seed, metrics in runs.items()})
+    write_json(args.out, {
+        "what": "spread of every reported model metric over training seeds (train.seed), embedded default; "
+                "the data, split and code are fixed",
+        "data_source": params["data"]["source"],
+        "seeds": sorted(by_seed), "committed_seed": committed_seed,
+        "tolerance_sds": TOLERANCE_SDS,
+        "models": summarise(by_seed),
+    })
+    if not args.keep:
+        dvc("exp", "remove", *[f"{PREFIX}{seed}" for seed in args.seeds])
+    print(f"seeds: {len(by_seed)} seeds -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
