@@ -34,7 +34,7 @@ convolution) far more than DenseNet-121 (pre-activation: batch norm before its c
 mostly unfoldable). The goal is reported for both graphs.
 
 Only ``stages.models`` is imported, never ``stages.training``: training pins one intra-op thread
-(and oneDNN off) for reproducibility, while inference here uses every core unless ``--intra-threads``
+(and turns Grappler off) for reproducibility, while inference here uses every core unless ``--intra-threads``
 says otherwise. Timings are machine-dependent and noisy on a shared machine: a benchmark figure,
 never a test assertion.
 """

@@ -39,8 +39,12 @@ SKIPPED = ("confidence_intervals", "confusion_matrix.rows", "confusion_matrix.co
 
 def dvc(*args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    return _checked(result, args)
+
+
+def _checked(result: subprocess.CompletedProcess, args: tuple[str, ...]) -> str:
     if result.returncode != 0:
-        raise SystemExit(f"seeds: dvc {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise SystemExit(f"seeds: dvc {' '.join(args)} failed:\n{(result.stdout or '')[-2000:]}\n{(result.stderr or '')[-2000:]}")
     return result.stdout
 
 
@@ -66,7 +70,9 @@ def run_sweep(seeds: list[int], jobs: int) -> dict[int, dict[str, dict]]:
     """Queue one experiment per seed, run the queue, and return each seed's metrics files."""
     for seed in seeds:
         dvc("exp", "run", "--queue", "-S", f"train.seed={seed}", "-n", f"{PREFIX}{seed}")
-    dvc("queue", "start", "-j", str(jobs))
+    # The queue's workers outlive `dvc queue start`; with no pipe to inherit, it returns at once.
+    _checked(subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), ("queue", "start"))
     started = time.perf_counter()
     while True:
         time.sleep(20)

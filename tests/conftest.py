@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Loads TensorFlow with the pipeline's own settings (quiet logs, oneDNN off) before any test does.
+# Loads TensorFlow with the pipeline's own settings (quiet logs, exact batch norm) before any test does.
 import stages.training.setup  # noqa: F401
 
 import numpy as np

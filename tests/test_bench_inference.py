@@ -53,7 +53,7 @@ def test_inference_benchmark_writes_consistent_json(tmp_path):
 
 
 def test_benchmark_does_not_import_training_setup():
-    """Training pins one intra-op thread (and oneDNN off); the benchmark must only pull in the model zoo."""
+    """Training pins one intra-op thread and turns Grappler off; the benchmark must only pull in the model zoo."""
     check = ("import sys; sys.path.insert(0, 'benchmarks'); import inference, stages.models, "
              "stages.models.complexity; loaded = [m for m in sys.modules if m.startswith('stages.training')]; "
              "assert not loaded, loaded")

@@ -110,3 +110,12 @@ def test_opting_out_is_reported():
     environ = {"NPY_DISABLE_CPU_FEATURES": "X86_V3"}
     assert cpu.pin(environ) is True
     assert environ == {**cpu.PINNED_ENVIRONMENT}
+
+
+def test_every_stage_says_when_the_pins_are_off():
+    def stderr_of_import(extra: dict) -> str:
+        environ = {k: v for k, v in os.environ.items() if k != cpu.OPT_OUT}
+        return subprocess.run([sys.executable, "-c", "import stages"], env={**environ, **extra,
+                              "PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=True).stderr
+    assert cpu.UNPINNED_WARNING in stderr_of_import({cpu.OPT_OUT: "off"})
+    assert stderr_of_import({}) == ""

@@ -1,7 +1,7 @@
 """Training computes with correctly rounded operations only, so another CPU gives the same bits.
 
 x86's ``rcpps`` and ``rsqrtps`` are approximations whose last bits differ between CPU makers;
-TensorFlow's ``Rsqrt`` and ``Reciprocal`` kernels use them (``stages.training.setup``).
+TensorFlow's ``Rsqrt`` and ``Reciprocal`` kernels use them (``stages.models.numerics``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from stages.models import BUILDERS, build_model
 from stages.training.fit import WarmupLinearDecay, compile_for_training, validation_scores
-from stages.training.setup import APPROXIMATE_OPS, exact_batch_normalization
+from stages.models.numerics import APPROXIMATE_OPS, exact_batch_normalization
 
 
 def graph_op_types(concrete_function) -> set[str]:

@@ -19,9 +19,9 @@ oneDNN (TF)       ``ONEDNN_MAX_CPU_ISA``,      ``AVX2``; TensorFlow's oneDNN   A
 
 So every x86-64 CPU with AVX2 and FMA (Intel since Haswell, 2013; AMD since Zen, 2017) computes
 what this one does. The pins override what the environment says (a pin the user could loosen
-would not be a pin); ``COVIDNET_CPU_PIN=off`` turns them off for speed experiments, and the stages
-then say so. Other platforms (aarch64, a GPU) run unpinned: :func:`platform_report` names the
-mode, and the clean-reproduction check compares within a measured tolerance there.
+would not be a pin); ``COVIDNET_CPU_PIN=off`` turns them off for speed experiments, and every stage
+then says so on stderr. Other architectures run unpinned: :func:`platform_report` says why, and
+the clean-reproduction check compares within a measured tolerance there.
 
 The switches are read when each library loads (numpy at import, oneDNN at its first primitive), so
 ``stages/__init__.py`` calls :func:`pin` before any stage module imports numpy.
@@ -49,10 +49,17 @@ CONFLICTING = ("NPY_DISABLE_CPU_FEATURES",)
 REQUIRED_FLAGS = ("avx2", "fma")
 
 
+UNPINNED_WARNING = (f"stages: {OPT_OUT}=off: numpy, OpenBLAS and oneDNN use this CPU's own kernels; "
+                    "outputs may differ from other machines' and from the committed metrics")
+
+
+def opted_out(environ: dict | None = None) -> bool:
+    return (os.environ if environ is None else environ).get(OPT_OUT, "").lower() == "off"
+
+
 def applies(environ: dict | None = None) -> bool:
     """The pins apply on x86-64 unless the user opted out."""
-    environ = os.environ if environ is None else environ
-    return platform.machine().lower() in ("x86_64", "amd64") and environ.get(OPT_OUT, "").lower() != "off"
+    return platform.machine().lower() in ("x86_64", "amd64") and not opted_out(environ)
 
 
 def pin(environ: dict | None = None) -> bool:
@@ -89,7 +96,7 @@ def platform_report() -> dict[str, object]:
     reasons = []
     if platform.machine().lower() not in ("x86_64", "amd64"):
         reasons.append(f"{platform.machine()} is not x86-64")
-    elif os.environ.get(OPT_OUT, "").lower() == "off":
+    elif opted_out():
         reasons.append(f"{OPT_OUT}=off")
     else:
         missing = [flag for flag in REQUIRED_FLAGS if flag not in _cpu_flags()]

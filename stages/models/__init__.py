@@ -7,6 +7,7 @@ from pathlib import Path
 
 import keras
 
+from stages.models import numerics  # noqa: F401  (exact batch norm in every graph built here)
 from stages.models.baselines import build_densenet121, build_resnet50
 from stages.models.covidnet import build_covidnet_cxr_s
 

@@ -57,18 +57,6 @@ def _with_augmentation(batches: tf.data.Dataset, seed: int, cfg: AugmentConfig |
     return indexed.map(warp, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
 
-def shuffled_dataset(root: Path, relative: Sequence[str], labels: Sequence[int], batch_size: int,
-                     seed: int, augment: AugmentConfig | None = None,
-                     image_size: int | None = None) -> tf.data.Dataset:
-    """Endless, seeded, reshuffled-every-epoch batches."""
-    data = tf.data.Dataset.from_tensor_slices((_paths(root, relative), np.asarray(labels, np.int32)))
-    data = data.shuffle(len(relative), seed=seed, reshuffle_each_iteration=True).repeat()
-    decode = _decoder(image_size)
-    batches = data.map(lambda p, y: (decode(p), y), num_parallel_calls=PARALLEL_CALLS, deterministic=True)
-    batches = batches.batch(batch_size, drop_remainder=True)
-    return _with_augmentation(batches, seed, augment).prefetch(2)
-
-
 def balanced_dataset(root: Path, relative: Sequence[str], labels: Sequence[int], batch_size: int,
                      seed: int, augment: AugmentConfig | None = None,
                      image_size: int | None = None) -> tf.data.Dataset:

@@ -1,12 +1,9 @@
 """TensorFlow set-up shared by the training stages: quiet logs, determinism, distribution.
 
-Same weights on every machine (with the CPU pins of :mod:`stages.common.cpu`): x86 has two
-*approximate* instructions, ``rcpps`` and ``rsqrtps``, whose last bits differ between CPU makers
-(and emulators), and Eigen builds TensorFlow's ``Rsqrt`` and ``Reciprocal`` kernels on them. Keras'
-batch normalisation calls ``tf.math.rsqrt``; here it divides by ``tf.sqrt`` instead (both
-correctly rounded by IEEE 754), and Grappler, whose arithmetic rewrites would turn ``x / sqrt(y)``
-back into ``x * rsqrt(y)`` and ``1 / x`` into ``Reciprocal``, is off.
-``tests/test_numerics.py`` fails if a training graph still holds one of :data:`APPROXIMATE_OPS`.
+Same weights on every machine (with the CPU pins of :mod:`stages.common.cpu` and the exact batch
+normalisation of :mod:`stages.models.numerics`): Grappler, whose arithmetic rewrites would turn
+``x / sqrt(y)`` back into ``x * rsqrt(y)`` and ``1 / x`` into ``Reciprocal`` (approximate x86
+instructions whose last bits differ between CPU makers), is off.
 """
 
 from __future__ import annotations
@@ -21,31 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from keras.src.backend.tensorflow import nn as _keras_tf_nn  # noqa: E402
+import stages.models.numerics  # noqa: E402,F401  (exact batch norm in every graph)
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-# TensorFlow ops whose CPU kernels use x86's approximate rcpps/rsqrtps (vendor-dependent bits).
-APPROXIMATE_OPS = frozenset({"Rsqrt", "Reciprocal", "Inv"})
-
-
-def exact_batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
-    """Keras' TensorFlow batch normalisation with ``scale / sqrt(variance + eps)`` for ``rsqrt``.
-
-    The same algebra as ``tf.nn.batch_normalization`` (``x * inv + (offset - mean * inv)``).
-    """
-    if axis != -1:
-        shape = [1] * len(x.shape)
-        shape[axis] = mean.shape[0]
-        mean, variance = tf.reshape(mean, shape), tf.reshape(variance, shape)
-        offset = None if offset is None else tf.reshape(offset, shape)
-        scale = None if scale is None else tf.reshape(scale, shape)
-    inv = (tf.ones_like(variance) if scale is None else scale) / tf.sqrt(variance + epsilon)
-    return x * tf.cast(inv, x.dtype) + tf.cast(-mean * inv if offset is None else offset - mean * inv, x.dtype)
-
-
-# Keras looks the backend function up at call time, so every BatchNormalization layer (ours and
-# keras.applications') uses the exact one from here on.
-_keras_tf_nn.batch_normalization = exact_batch_normalization
 
 
 def make_deterministic(seed: int) -> None:
@@ -53,8 +28,8 @@ def make_deterministic(seed: int) -> None:
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     # Graphs run as written: Grappler would rewrite x / sqrt(y) to x * rsqrt(y) and 1 / x to
-    # Reciprocal (see the module docstring), and its passes took 2-10 s of every stage's first
-    # step for no measurable gain per step on these small graphs.
+    # Reciprocal (see stages.models.numerics). Its passes also took 2-10 s of each stage's first
+    # step here, more than they saved over the embedded default's steps (each within ~10%).
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     # One thread per op: a multi-threaded CPU kernel (oneDNN's or Eigen's) may split a large
     # reduction (a convolution's filter gradient sums over batch x pixels) into shards whose
