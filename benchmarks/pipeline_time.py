@@ -14,6 +14,7 @@ this machine has). Timings are this machine's: a benchmark figure, never a test 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -43,7 +44,8 @@ def timed_repro(workdir: Path, python: str) -> tuple[float, dict[str, float]]:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
     assert process.stdout is not None
     for line in process.stdout:
-        match = RUNNING.match(line)
+        # A stage's progress bar ends its lines with "\r", so the next "Running stage" shares their line.
+        match = RUNNING.match(line.rsplit("\r", 1)[-1])
         if match:
             marks.append((match.group(1), time.perf_counter()))
             print(f"bench: {match.group(1)} started at {marks[-1][1] - started:.1f} s", file=sys.stderr)
@@ -60,11 +62,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("metrics/bench_pipeline.json"))
     parser.add_argument("--noop-runs", type=int, default=3)
     parser.add_argument("--install", action="store_true", help="also time `make install` in the fresh copy")
+    parser.add_argument("--keep", type=Path, help="run in this new folder and keep it (to compare its outputs "
+                                                 "with the committed ones), instead of a temporary one")
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parents[1]
     python = sys.executable
-    with tempfile.TemporaryDirectory(prefix="bench-") as temporary:
+    if args.keep and args.keep.exists():
+        raise SystemExit(f"bench: {args.keep} exists; --keep needs a new folder")
+    with (contextlib.nullcontext(str(args.keep)) if args.keep else
+          tempfile.TemporaryDirectory(prefix="bench-")) as temporary:
         workdir = Path(temporary)
+        workdir.mkdir(parents=True, exist_ok=True)
         clean_copy(repo, workdir)
         figures: dict[str, object] = {}
         if args.install:

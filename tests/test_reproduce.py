@@ -75,6 +75,11 @@ def test_worked_example_of_comparing_configurations(reproduced):
     commands, shown_params_diff = _example()
     assert [c.split()[:3] for c in commands] == [["dvc", "exp", "run"], ["dvc", "exp", "show"],
                                                   ["dvc", "params", "diff"], ["dvc", "metrics", "diff"]]
+    # `main` in the example is the reproduction itself: training is held to a tolerance, not bits
+    # (stages.checks.reproduce.RUN_TO_RUN), and the example compares an experiment with its base.
+    run(workdir, "git", "add", "-A")
+    run(workdir, "git", "-c", "user.name=reproduce", "-c", "user.email=reproduce@localhost", "commit", "-q",
+        "--allow-empty", "-m", "the reproduction")
     before = _calibration_errors(workdir)
     outputs = [run(workdir, sys.executable, "-m", "dvc", *shlex.split(command)[1:]).stdout for command in commands]
     experiment, table, params_diff, metrics_diff = outputs

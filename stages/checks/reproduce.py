@@ -15,6 +15,9 @@ The check runs in one of two modes and says which, and why:
   of ``requirements.lock``, and the CPU pins of ``stages.common.cpu`` in force. The pipeline is
   deterministic there (seeds, op determinism, pinned kernels, stable ordering, no timestamps), so
   every value must match: the stated tolerance is zero.
+  Not yet true of training: with identical inputs, CXR-S's fine-tuning came out otherwise in 2 of 10
+  runs on that platform (:data:`RUN_TO_RUN`), so :func:`mode` picks tolerance everywhere for now
+  and ``--mode exact`` asks for the exact comparison.
 - **tolerance**, anywhere else (another architecture, another Python, other package versions, the
   pins turned off): other kernels sum in another order, and training amplifies the last bits, so a
   model's metrics move the way another training seed moves them. Each reported model metric must
@@ -57,14 +60,20 @@ REFERENCE_PYTHON = (3, 11)
 TOLERANCE_SDS = 4.0
 SEEDS_BENCHMARK = "metrics/bench_seeds.json"
 MODEL_METRICS = ("evaluate.json", "pretrain.json", "finetune.json")
+RUN_TO_RUN = ("training is not yet bit-identical run to run on one machine (CXR-S fine-tuning diverged "
+              "in 2 of 10 runs with identical inputs)")
 
 
 def mode(repo: Path) -> tuple[str, list[str]]:
-    """("exact", []) on the reference platform, else ("tolerance", the reasons)."""
+    """("tolerance", the reasons): :data:`RUN_TO_RUN` everywhere, plus what differs from the reference platform."""
     from stages.checks.lock import describe, installed_differences
     from stages.common.cpu import platform_report
 
-    reasons = list(platform_report()["reasons"])
+    # Measured on the reference platform itself: with byte-identical inputs, finetune@covidnet_cxr_s
+    # gave other weights in 2 of 10 runs (both inside full `dvc repro` runs; 5 of 5 single-stage reruns
+    # matched). Until that thread-timing dependence is found, training outputs are held to the
+    # seed tolerance everywhere; `--mode exact` still runs the exact comparison.
+    reasons = [RUN_TO_RUN] + list(platform_report()["reasons"])
     if sys.version_info[:2] != REFERENCE_PYTHON:
         reasons.append(f"{describe()}, not CPython {'.'.join(map(str, REFERENCE_PYTHON))}")
     differences = installed_differences(repo / "requirements.lock")
