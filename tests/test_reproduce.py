@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.checks.reported import Paths, check
+from stages.checks.reported import Paths, check, write_readme
 from stages.checks.reproduce import clean_copy, compare_tree, dvc, mode, run, tolerances_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +53,12 @@ def test_the_reproduction_is_a_no_op_the_second_time(reproduced):
 
 def test_reported_numbers_of_the_reproduction_match_its_metrics(reproduced):
     workdir, _ = reproduced
-    assert check(Paths(workdir / "README.md", workdir / "reports/results.md", workdir / "metrics",
-                       workdir / "params.yaml")) == []
+    paths = Paths(workdir / "README.md", workdir / "reports/results.md", workdir / "metrics", workdir / "params.yaml")
+    # The report stage wrote results.md from the reproduction's metrics; the README's results section
+    # is written by `stages.checks.reported --write-readme`, not by a stage, so it is regenerated first
+    # (training is held to a tolerance, not bits: stages.checks.reproduce.RUN_TO_RUN).
+    write_readme(paths)
+    assert check(paths) == []
 
 
 def _example() -> tuple[list[str], str]:
