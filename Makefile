@@ -38,6 +38,12 @@ repro: install
 test: install
 	python -m pytest -n 2 --dist loadfile -rs
 
+# The fast tier (under 2 minutes here): every test not marked slow, including a smoke run of the
+# pretrain, finetune and evaluate stages on a tiny made-up cohort. CI runs the full `make test`.
+# --dist load (test by test) balances the two workers better than whole files here.
+test-fast: install
+	python -m pytest -n 2 --dist load -rs -m "not slow"
+
 readme: install
 	python -m stages.checks.reported --write-readme
 

@@ -15,7 +15,7 @@ one traces, and with ``--xla on`` compiles), each of ``--repeats`` timed calls i
 figure is the batch size over the median call time, and every call time is kept, with the
 process CPU seconds of the median call (a companion figure that a busy machine disturbs less).
 
-Each model's FLOPs per image come from ``stages.models.complexity.profiler_flops`` (TensorFlow's
+Each model's FLOPs per image come from ``stages.models.counting.profiler_flops`` (TensorFlow's
 profiler on a frozen graph, 2 FLOPs per multiply-add, the paper's Table 2 convention), so the
 achieved GFLOP/s show how well each architecture uses the hardware. The goal: COVID-Net CXR-S has
 26.0 / 11.1 = 2.3x fewer FLOPs than DenseNet-121 (Table 2), so its throughput should be at least
@@ -54,7 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.common.io import write_json  # noqa: E402
 from stages.common.progress import progress  # noqa: E402
 
-MODELS = ("covidnet_cxr_s", "densenet121", "resnet50")
+from stages.models import MODELS as _REGISTRY  # noqa: E402
+
+MODELS = tuple(sorted(_REGISTRY))
 REFERENCE = "densenet121"
 # Table 2 of the paper: DenseNet-121 26.0 GFLOPs, COVID-Net CXR-S 11.1 GFLOPs at 480 x 480 x 3.
 GOAL_MODEL = "covidnet_cxr_s"
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     import tensorflow as tf
 
     from stages.models import build_model
-    from stages.models.complexity import profiler_flops
+    from stages.models.counting import profiler_flops
 
     _set_threads(tf, args.intra_threads, args.inter_threads)
     images = tf.constant(np.random.default_rng(SEED).uniform(0, 255, (args.batch, args.size, args.size, 3)),

@@ -1,6 +1,6 @@
 """Stage ``acquire``: bring the raw data into ``data/raw`` in the layout of ``stages.schema``.
 
-``data.source`` picks the source:
+``data.source`` picks one of ``stages.sources.SOURCES``:
 - ``synthetic`` (default): the embedded phantom cohort, generated offline and deterministically;
 - ``ricord``: RSNA RICORD 1c from TCIA, its MD.ai annotations, COVID-Net's reference files and
   COVIDx 8B (``stages.sources.ricord``; needs the internet and the ``ricord`` params section).
@@ -17,35 +17,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stages import schema
-from stages.common.io import write_json
 from stages.common.params import load_params
-
-SOURCES = ("synthetic", "ricord")
-
-
-def _build(staging: Path, downloads: Path, params: dict) -> dict:
-    source = params["data"]["source"]
-    if source == "synthetic":
-        from stages.sources import phantom
-        return phantom.generate(staging, params["synthetic"])
-    from stages.sources import ricord
-    if "ricord" not in params:
-        raise SystemExit("acquire: data.source 'ricord' needs a 'ricord' section in params.yaml")
-    summary = ricord.acquire(staging, downloads, params["ricord"])
-    write_json(staging / schema.SOURCE_MANIFEST, summary)
-    return summary
+from stages.sources import SOURCES
 
 
 def acquire(out_dir: Path, params: dict, downloads: Path = Path("data/downloads")) -> dict:
-    source = params["data"]["source"]
-    if source not in SOURCES:
-        raise SystemExit(f"acquire: data.source {source!r} is not one of {list(SOURCES)}")
+    name = params["data"]["source"]
+    if name not in SOURCES:
+        raise SystemExit(f"acquire: unknown data.source {name!r}; the known sources are {', '.join(SOURCES)}")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        summary = _build(staging, Path(downloads), params)
+        summary = SOURCES[name].build(staging, Path(downloads), params)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)

@@ -2,11 +2,12 @@
 
 Each model of ``models`` in params.yaml is built at the ``complexity`` section's size and width
 (the paper's, whatever the preset: the embedded default shrinks only the trained models, never
-this table) with the severity head, and measured by ``stages.models.complexity``: parameters as
+this table) with the severity head, and measured by ``stages.models.counting``: parameters as
 Keras counts them, FLOPs from TensorFlow's profiler on a frozen graph (2 per multiply-add).
 
 The paper's parameter counts are not all counted the same way, so each row states which count of
-ours it is compared with (``PAPER_PARAMETER_BASIS``): COVID-Net CXR-S the whole model; CheXNet's
+ours it is compared with (``paper_parameter_basis`` in the model registry, :mod:`stages.models`):
+COVID-Net CXR-S the whole model; CheXNet's
 8.1 M matches DenseNet-121 with its 1000-class ImageNet top (8,062,504), not the 7.0 M backbone;
 ResNet-50's 23.6 M matches the backbone without top (23,587,712).
 """
@@ -21,17 +22,8 @@ from stages.common.io import write_json
 from stages.common.params import load_params
 from stages.reference import paper
 
-HEAD = "severity"
-PAPER_PARAMETER_BASIS = {
-    "covidnet_cxr_s": "total",
-    "densenet121": "with_imagenet_top",
-    "resnet50": "backbone",
-}
-BASIS_TEXT = {
-    "total": "backbone + 2-way severity head",
-    "with_imagenet_top": "backbone + 1000-class ImageNet top (the paper's count appears to include it)",
-    "backbone": "backbone without top",
-}
+from stages.models import PARAMETER_BASES, spec
+from stages.tasks import SEVERITY
 
 
 def relative_difference(ours: float, reference: float) -> float:
@@ -40,26 +32,27 @@ def relative_difference(ours: float, reference: float) -> float:
 
 
 def measure(name: str, cfg: dict) -> dict:
-    from stages.models import WIDTH_SCALABLE, build_model
-    from stages.models.baselines import densenet121_imagenet_top_parameters
-    from stages.models.complexity import parameter_counts, profiler_flops
+    from stages.models import build_model
+    from stages.models.baselines import imagenet_top_parameters
+    from stages.models.counting import parameter_counts, profiler_flops
 
+    entry = spec(name)
     size = int(cfg["input_size"])
     architecture = {"name": name, "input_size": size, "dense_units": int(cfg["dense_units"])}
-    if name in WIDTH_SCALABLE:  # `complexity.width` scales only the models that have a width knob
+    if entry.width_scalable:  # `complexity.width` scales only the models that have a width knob
         architecture["width"] = float(cfg["width"])
-    model = build_model(architecture, n_classes=2, head=HEAD)
-    counts = parameter_counts(model, HEAD)
-    if PAPER_PARAMETER_BASIS.get(name) == "with_imagenet_top":
-        counts["with_imagenet_top"] = densenet121_imagenet_top_parameters()
+    model = build_model(architecture, n_classes=len(SEVERITY.class_names), head=SEVERITY.head)
+    counts = parameter_counts(model, SEVERITY.head)
+    basis = entry.paper_parameter_basis
+    if basis == "with_imagenet_top":
+        counts["with_imagenet_top"] = imagenet_top_parameters(name)
     flops = profiler_flops(model, size)
     row = {"parameters": counts, "flops": flops, "gflops": round(flops / 1e9, 3)}
     reference = paper()["table2"].get(name)
-    if reference:
-        basis = PAPER_PARAMETER_BASIS[name]
+    if reference and basis:
         row["paper"] = {
             "label": reference["label"], "parameters_m": reference["parameters_m"], "gflops": reference["gflops"],
-            "parameters_compared": basis, "parameters_compared_means": BASIS_TEXT[basis],
+            "parameters_compared": basis, "parameters_compared_means": PARAMETER_BASES[basis],
             "parameters_difference": relative_difference(counts[basis] / 1e6, reference["parameters_m"]),
             "gflops_difference": relative_difference(flops / 1e9, reference["gflops"]),
         }

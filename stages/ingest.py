@@ -35,7 +35,7 @@ from stages.dicomio.read import (DICOM_SUFFIXES, UnreadableImage, read_any, read
                                  read_dicom_header, read_raster)
 from stages.imaging.hashing import perceptual_hash, pixel_sha256
 from stages.imaging.preprocess import preprocess
-from stages.sources.covidnet import read_crop_boxes
+from stages.sources.covidnet_files import read_crop_boxes
 from stages.sources.covidx import read_covidx_list, read_not_acquired
 
 SEVERITY_DIR = "severity"

@@ -8,28 +8,22 @@ numbers from the synthetic phantoms can never pass for clinical ones.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+from stages import models as zoo
+from stages import schema
+from stages.common.io import write_text
+from stages.common.params import load_params
+from stages.common.tracked import track, untrack
+from stages.evaluation.classification import METRICS
+from stages.reference import PAPER_FILE
+from stages.reference import paper as _paper_as_printed
+from stages.reporting.figures import write_figures
+from stages.tasks import LEVEL_NAMES as LEVELS
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from stages import schema  # noqa: E402
-from stages.common.io import atomic_write, write_text  # noqa: E402
-from stages.common.params import load_params  # noqa: E402
-from stages.common.tracked import track, untrack  # noqa: E402
-from stages.reference import PAPER_FILE  # noqa: E402
-from stages.reference import paper as _paper_as_printed  # noqa: E402
-
-# Table order of the paper: the two baselines, then COVID-Net CXR-S.
-MODEL_ORDER = ("densenet121", "resnet50", "covidnet_cxr_s")
-MODEL_LABELS = {"densenet121": "CheXNet (DenseNet-121)", "resnet50": "ResNet-50",
-                "covidnet_cxr_s": "COVID-Net CXR-S"}
-LEVELS = ("Level 1", "Level 2")
+NO_PAPER = "-"  # in the paper's columns, for a model the paper has no row for
 
 SOURCE_TITLES = schema.SOURCE_TITLES
 
@@ -49,10 +43,9 @@ def _signed_pct(fraction: float) -> str:
 
 def ordered_models(names) -> list[str]:
     """The zoo's models (``models`` in params.yaml) in the paper's table order, then any others."""
-    names = sorted(names)
     if not names:
         raise SystemExit("report: params.yaml lists no models")
-    return [m for m in MODEL_ORDER if m in names] + [m for m in names if m not in MODEL_ORDER]
+    return zoo.ordered(names)
 
 
 def paper() -> dict:
@@ -68,81 +61,6 @@ def _load(metrics: Path, name: str, required: bool = True) -> dict | None:
             return None
         raise SystemExit(f"report: {path} not found (did the stage that writes it run?)")
     return track(json.loads(path.read_text()), path.as_posix())
-
-
-def _read_tsv(path: Path, column: str) -> list[float]:
-    if not path.exists():
-        return []
-    with path.open() as handle:
-        return [float(row[column]) for row in csv.DictReader(handle, delimiter="\t")]
-
-
-def _save_figure(figure, path: Path) -> None:
-    # No "Software"/date metadata: the same numbers give byte-identical PNGs.
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None}))
-    plt.close(figure)
-
-
-def confusion_figure(evaluations: dict[str, dict], title: str, path: Path) -> None:
-    """One confusion-matrix panel per model (rows: true level, columns: predicted)."""
-    figure, axes = plt.subplots(1, len(evaluations), figsize=(3.8 * len(evaluations), 3.6), squeeze=False)
-    for axis, (model, evaluation) in zip(axes[0], evaluations.items()):
-        matrix = evaluation["confusion_matrix"]["matrix"]
-        names = list(matrix)
-        values = [[matrix[t][p] for p in names] for t in names]
-        axis.imshow(values, cmap="Blues")
-        for i, row in enumerate(values):
-            for j, value in enumerate(row):
-                axis.text(j, i, str(value), ha="center", va="center",
-                          color="white" if value > max(map(max, values)) / 2 else "black")
-        axis.set_xticks(range(len(names)), names)
-        axis.set_yticks(range(len(names)), names)
-        axis.set_xlabel("predicted level")
-        axis.set_ylabel("true level")
-        axis.set_title(MODEL_LABELS.get(model, model), fontsize=9)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    _save_figure(figure, path)
-
-
-def curves_figure(metrics: Path, models: list[str], title: str, path: Path) -> None:
-    """Fine-tuning curves of every model: train loss and the selection score per epoch."""
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for model in models:
-        plots = metrics / "models" / model / "finetune_curves" / "plots" / "metrics"
-        label = MODEL_LABELS.get(model, model)
-        for axis, name in zip(axes, ("loss", "val_loss_balanced")):
-            values = _read_tsv(plots / f"{name}.tsv", name)
-            axis.plot(range(1, len(values) + 1), values, label=label)
-    for axis, name in zip(axes, ("training loss", "validation balanced cross-entropy (selects the epoch)")):
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(name)
-        axis.legend(fontsize=8)
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    _save_figure(figure, path)
-
-
-def test_curves_figure(metrics: Path, models: list[str], title: str, path: Path) -> None:
-    """ROC, precision-recall and calibration of every model, from evaluate's curve tables."""
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    panels = (("roc.csv", "fpr", "tpr", "false positive rate", "true positive rate", "ROC (Level 2 positive)"),
-              ("pr.csv", "recall", "precision", "recall", "precision", "precision-recall"),
-              ("calibration.csv", "mean_predicted", "fraction_positive", "mean predicted P(Level 2)",
-               "observed fraction Level 2", "calibration"))
-    for axis, (name, x, y, x_label, y_label, panel_title) in zip(axes, panels):
-        for model in models:
-            with (metrics / "models" / model / name).open(newline="") as stream:
-                rows = list(csv.DictReader(stream))
-            axis.plot([float(r[x]) for r in rows], [float(r[y]) for r in rows],
-                      marker="o" if name == "calibration.csv" else None, label=MODEL_LABELS.get(model, model))
-        if name != "pr.csv":
-            axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-        axis.set(xlabel=x_label, ylabel=y_label, title=panel_title, xlim=(0, 1), ylim=(0, 1.02))
-    axes[0].legend(loc="lower right", fontsize=8)
-    figure.suptitle(title)
-    figure.tight_layout()
-    _save_figure(figure, path)
 
 
 def cohort_lines(cohort: dict, test_images: int, data: str) -> list[str]:
@@ -236,20 +154,24 @@ def table2_lines(complexity: dict) -> list[str]:
         "| parameters compared |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for model in [m for m in MODEL_ORDER if m in complexity["models"]]:
+    for model in zoo.ordered(complexity["models"]):
         row = complexity["models"][model]
-        reference = row["paper"]
+        reference = row.get("paper")
+        if not reference:  # the paper has no row for this model: ours only
+            lines.append(f"| {zoo.label(model)} | {row['parameters']['total'] / 1e6:.2f} | {NO_PAPER} | {NO_PAPER} | "
+                         f"{row['gflops']:.2f} | {NO_PAPER} | {NO_PAPER} | {zoo.PARAMETER_BASES['total']} |")
+            continue
         counted = row["parameters"][reference["parameters_compared"]]
         lines.append(
             f"| {reference['label']} | {counted / 1e6:.2f} | {reference['parameters_m']} | "
             f"{_signed_pct(reference['parameters_difference'])} | {row['gflops']:.2f} | {reference['gflops']} | "
             f"{_signed_pct(reference['gflops_difference'])} | {reference['parameters_compared_means']} |")
     lines += ["", "All parameter counts of this run (backbone / head / total as trained here):", ""]
-    for model in [m for m in MODEL_ORDER if m in complexity["models"]]:
+    for model in zoo.ordered(complexity["models"]):
         counts = complexity["models"][model]["parameters"]
         extra = (f"; with the 1000-class ImageNet top {counts['with_imagenet_top']:,}"
                  if "with_imagenet_top" in counts else "")
-        lines.append(f"- {MODEL_LABELS[model]}: {counts['backbone']:,} / {counts['head']:,} / "
+        lines.append(f"- {zoo.label(model)}: {counts['backbone']:,} / {counts['head']:,} / "
                      f"{counts['total']:,}{extra}.")
     return lines + [""]
 
@@ -276,34 +198,47 @@ def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str,
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, evaluation in evaluations.items():
-        label = MODEL_LABELS.get(model, model)
+        label = zoo.label(model)
         intervals = (evaluation.get("confidence_intervals") or {}).get("intervals", {})
         lines.append(f"| {label} | this run | " + " | ".join(
             [_pct_ci(evaluation["sensitivity"][level], intervals.get("sensitivity", {}).get(level)) for level in LEVELS]
             + [_pct_ci(evaluation["ppv"][level], intervals.get("ppv", {}).get(level)) for level in LEVELS]
             + [_pct_ci(evaluation["accuracy"], intervals.get("accuracy"))]) + " |")
-        if model in table3:
-            row = table3[model]
-            lines.append(f"| {label} | paper | " + " | ".join(_printed_pct(row[key]) for key in (
-                "sensitivity_level1", "sensitivity_level2", "ppv_level1", "ppv_level2", "accuracy")) + " |")
+        row = table3.get(model)
+        lines.append(f"| {label} | paper | " + " | ".join(_printed_pct(row[key]) if row else NO_PAPER for key in (
+            "sensitivity_level1", "sensitivity_level2", "ppv_level1", "ppv_level2", "accuracy")) + " |")
     lines.append("")
     lines += consistency_lines(consistency)
+    beyond = [metric for metric in METRICS if not metric.in_paper]
     if any("roc_auc" in e for e in evaluations.values()):
-        lines += [f"Beyond the paper - {data}:", "",
-                  "| network | F1 Level 1 | F1 Level 2 | ROC AUC (Level 2) | expected calibration error |",
-                  "| --- | --- | --- | --- | --- |"]
+        columns = [f"{m.label} {level}" if m.kind == "per_class" else m.label for m in beyond for level in
+                   (LEVELS if m.kind == "per_class" else [None])] + ["expected calibration error"]
+        lines += [f"Beyond the paper - {data}:", "", "| network | " + " | ".join(columns) + " |",
+                  "| --- |" + " --- |" * len(columns)]
         for model, evaluation in evaluations.items():
             intervals = (evaluation.get("confidence_intervals") or {}).get("intervals", {})
-            auc = evaluation.get("roc_auc")
-            auc_text = "n/a" if auc is None else (
-                f"{auc:.3f}" + (f" ({intervals['roc_auc']['low']:.3f}-{intervals['roc_auc']['high']:.3f})"
-                                if intervals.get("roc_auc", {}).get("low") is not None else ""))
-            lines.append(f"| {MODEL_LABELS.get(model, model)} | "
-                         + " | ".join(_pct_ci(evaluation["f1"][level], intervals.get("f1", {}).get(level))
-                                      for level in LEVELS)
-                         + f" | {auc_text} | {evaluation['expected_calibration_error']:.3f} |")
+            cells = []
+            for metric in beyond:
+                if metric.kind == "per_class":
+                    cells += [_pct_ci(evaluation[metric.key][level], intervals.get(metric.key, {}).get(level))
+                              for level in LEVELS]
+                elif metric.kind == "score":
+                    cells.append(_decimal_ci(evaluation.get(metric.key), intervals.get(metric.key)))
+                else:
+                    cells.append(_pct_ci(evaluation.get(metric.key), intervals.get(metric.key)))
+            cells.append(f"{evaluation['expected_calibration_error']:.3f}")
+            lines.append(f"| {zoo.label(model)} | " + " | ".join(cells) + " |")
         lines += ["", "![ROC, precision-recall and calibration](figures/curves.png)", ""]
     return lines + comparison_lines(evaluations, input_sizes)
+
+
+def _decimal_ci(value, interval: dict | None) -> str:
+    """``0.912 (0.850-0.960)``: a score such as ROC AUC to 3 decimals, with its interval when there is one."""
+    if value is None:
+        return "n/a"
+    if not interval or interval.get("low") is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} ({interval['low']:.3f}-{interval['high']:.3f})"
 
 
 def _overlap(first: dict | None, second: dict | None) -> bool:
@@ -316,7 +251,7 @@ def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int]) 
     """What the table may be read as: like for like or not, and whether the intervals separate."""
     sizes = set(input_sizes.values())
     if len(sizes) > 1:
-        listed = ", ".join(f"{MODEL_LABELS.get(m, m)} {size} px" for m, size in input_sizes.items())
+        listed = ", ".join(f"{zoo.label(m)} {size} px" for m, size in input_sizes.items())
         return [f"Input sizes differ in this run ({listed}): this is not a like-for-like comparison of the "
                 "architectures.", ""]
     size = next(iter(input_sizes.values()))
@@ -327,7 +262,7 @@ def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int]) 
     line = (f"All networks train at {size} x {size} px and full width with one protocol (like for like). ")
     line += ("Their accuracy intervals overlap, so the table does not rank them; the spread over training "
              "seeds is in `metrics/bench_seeds.json`." if not separated else
-             "Intervals that do not overlap: " + "; ".join(f"{MODEL_LABELS.get(a, a)} and {MODEL_LABELS.get(b, b)}"
+             "Intervals that do not overlap: " + "; ".join(f"{zoo.label(a)} and {zoo.label(b)}"
                                                           for a, b in separated)
              + " (unpaired intervals; the spread over training seeds is in `metrics/bench_seeds.json`).")
     return [line, ""]
@@ -349,7 +284,7 @@ def consistency_lines(consistency: dict | None) -> list[str]:
         solutions = row["solutions"]
         counts = "; ".join(f"{s['true_level1']} / {s['true_level2']} true, TP {s['tp_level1']} / {s['tp_level2']}"
                            for s in solutions) or "none"
-        lines.append(f"- {MODEL_LABELS.get(model, model)}: whole counts on {consistency['test_images']} images "
+        lines.append(f"- {zoo.label(model)}: whole counts on {consistency['test_images']} images "
                      f"fitting every printed figure (Level 1 / Level 2): {counts}; level names "
                      f"{row['level_names'] if isinstance(row['level_names'], str) else ', '.join(row['level_names'])}.")
     for key, claim in consistency["text_claims"].items():
@@ -381,7 +316,7 @@ def training_lines(metrics: Path, finetunes: dict[str, dict], data: str) -> list
     for model, finetune in finetunes.items():
         pretrain = _load(metrics, f"models/{model}/pretrain.json")
         lines.append(
-            f"- {MODEL_LABELS.get(model, model)} (`{model}`, {finetune['input_size']} px input, "
+            f"- {zoo.label(model)} (`{model}`, {finetune['input_size']} px input, "
             f"{finetune['parameters']:,} parameters): pretraining on {pretrain['train_images']} images for "
             f"{pretrain['epochs']} epochs, held-out accuracy {_pct(pretrain['test']['accuracy'])} on "
             f"{pretrain['test']['n']} images; fine-tuning on {finetune['train_images']} train / "
@@ -471,8 +406,8 @@ def readme_text(results: Results) -> str:
         printed = table3.get(model)
         auc = evaluation.get("roc_auc")
         lines.append(
-            f"| {MODEL_LABELS.get(model, model)} | {_pct_ci(evaluation['accuracy'], intervals.get('accuracy'))} | "
-            f"{_printed_pct(printed['accuracy']) if printed else 'n/a'} | "
+            f"| {zoo.label(model)} | {_pct_ci(evaluation['accuracy'], intervals.get('accuracy'))} | "
+            f"{_printed_pct(printed['accuracy']) if printed else NO_PAPER} | "
             + " / ".join(_pct(evaluation["sensitivity"][level]) for level in LEVELS) + " | "
             + " / ".join(_pct(evaluation["ppv"][level]) for level in LEVELS) + " | "
             + ("n/a" if auc is None else f"{auc:.3f}") + " |")
@@ -485,25 +420,21 @@ def readme_text(results: Results) -> str:
               "#### Table 2: complexity at 480 x 480 x 3 - model architecture only (no data involved)", "",
               "| network | parameters (M), this run | paper | GFLOPs, this run | paper |",
               "| --- | --- | --- | --- | --- |"]
-    for model in [m for m in MODEL_ORDER if m in results.complexity["models"]]:
+    for model in zoo.ordered(results.complexity["models"]):
         row = results.complexity["models"][model]
-        printed = row["paper"]
+        printed = row.get("paper")
+        if not printed:
+            lines.append(f"| {zoo.label(model)} | {row['parameters']['total'] / 1e6:.2f} | {NO_PAPER} | "
+                         f"{row['gflops']:.2f} | {NO_PAPER} |")
+            continue
         lines.append(f"| {printed['label']} | {row['parameters'][printed['parameters_compared']] / 1e6:.2f} | "
                      f"{printed['parameters_m']} | {row['gflops']:.2f} | {printed['gflops']} |")
     return "\n".join(lines + [""])
 
 
-def write_figures(results: Results, out: Path) -> None:
-    figures, data = out / "figures", results.data
-    confusion_figure(results.evaluations, f"Test confusion matrices - {data}", figures / "confusion_matrix.png")
-    curves_figure(results.metrics, results.models, f"Fine-tuning curves - {data}", figures / "finetune_curves.png")
-    if all((results.metrics / "models" / m / "roc.csv").exists() for m in results.models):
-        test_curves_figure(results.metrics, results.models, f"Test curves - {data}", figures / "curves.png")
-
-
 def render(metrics: Path, out: Path, model_names) -> str:
     results = load_results(metrics, model_names)
-    write_figures(results, out)
+    write_figures(results.evaluations, results.metrics, results.models, results.data, out / "figures")
     text, _ = untrack(results_text(results))
     write_text(out / "results.md", text)
     return text

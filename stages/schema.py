@@ -58,7 +58,8 @@ PATIENT_SEXES = ("M", "F", "O")  # DICOM PatientSex codes the image table keeps 
 VIEWS = ("AP", "PA", "UNKNOWN")  # views the image table may hold (``ingest.views`` picks among them)
 DICOM_VIEWS = VIEWS + ("LATERAL",)  # what the DICOM reader reports; laterals are always left out
 SPLITS = ("train", "val", "test")
-# How each data source is named in every heading that shows its numbers.
+# How each data source is named in every heading that shows its numbers: one entry per source of
+# ``stages.sources.SOURCES``, which takes its titles from here (every stage reads this module).
 SOURCE_TITLES = {
     "synthetic": "synthetic phantoms (embedded cohort; not clinical results)",
     "ricord": "RSNA RICORD 1c (real data)",

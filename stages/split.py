@@ -23,7 +23,7 @@ import pandas as pd
 from stages import schema
 from stages.common.io import read_table, write_csv, write_json
 from stages.common.params import load_params
-from stages.sources.covidnet import read_severity_list
+from stages.sources.covidnet_files import read_severity_list
 
 MODES = ("patient_disjoint", "reference")
 

@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import inference  # noqa: E402
 
+# Slow tier: times every model (about a minute and a half).
+pytestmark = pytest.mark.slow
+
 
 def test_inference_benchmark_writes_consistent_json(tmp_path):
     out = tmp_path / "bench_inference.json"
@@ -55,6 +58,6 @@ def test_inference_benchmark_writes_consistent_json(tmp_path):
 def test_benchmark_does_not_import_training_setup():
     """Training pins one intra-op thread and turns Grappler off; the benchmark must only pull in the model zoo."""
     check = ("import sys; sys.path.insert(0, 'benchmarks'); import inference, stages.models, "
-             "stages.models.complexity; loaded = [m for m in sys.modules if m.startswith('stages.training')]; "
+             "stages.models.counting; loaded = [m for m in sys.modules if m.startswith('stages.training')]; "
              "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", check], cwd=REPO, check=True, capture_output=True)

@@ -1,4 +1,4 @@
-"""Tests of the COVIDx list reader (stages.sources.covidx)."""
+"""Tests of the COVIDx list reader and writer (stages.sources.covidx)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,23 @@ def test_unknown_label_names_file_and_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "5 a.png negative cohen\n6 b.png COVID-19 cohen\n", "old.txt")
     with pytest.raises(ValueError, match=r"old\.txt:2: label 'COVID-19'"):
         covidx.read_covidx_list(path)
+
+
+def test_written_list_reads_back(tmp_path: Path) -> None:
+    """The writer puts one space between fields, a SIRM id keeps its space, lines end in '\\n'."""
+    rows = [{"patient_id": "COVID 12", "filename": "COVID(12).png", "label": "positive", "covidx_source": "sirm"},
+            {"patient_id": "5", "filename": "ARDSSevere.png", "label": "negative", "covidx_source": "cohen"}]
+    path = covidx.write_covidx_list(tmp_path / "list.txt", rows)
+    assert path.read_bytes() == b"COVID 12 COVID(12).png positive sirm\n5 ARDSSevere.png negative cohen\n"
+    assert covidx.read_covidx_list(path).to_dict("records") == rows
+
+
+@pytest.mark.parametrize("field, value", [("filename", "a b.png"), ("label", "maybe"), ("patient_id", " 7")])
+def test_writer_refuses_a_row_that_would_not_read_back(tmp_path: Path, field: str, value: str) -> None:
+    row = {"patient_id": "7", "filename": "x.png", "label": "positive", "covidx_source": "rsna"}
+    with pytest.raises(ValueError, match=r"list\.txt:2: "):
+        covidx.write_covidx_list(tmp_path / "list.txt", [row, {**row, field: value}])
+    assert not (tmp_path / "list.txt").exists()
 
 
 def _shared_list(name: str) -> Path:

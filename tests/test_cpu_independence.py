@@ -81,6 +81,7 @@ def test_data_stages_write_the_same_bytes_with_lowered_cpu_dispatch(as_this_mach
     assert differences(as_this_machine, lowered) == []
 
 
+@pytest.mark.slow  # about 3 minutes under emulation
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None,
                     reason="qemu-x86_64 not installed (Debian package qemu-user; .ci/run installs it)")
 def test_data_stages_write_the_same_bytes_on_an_emulated_amd_cpu(as_this_machine, tmp_path):

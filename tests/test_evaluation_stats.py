@@ -24,7 +24,7 @@ def test_roc_auc_matches_sklearn_with_ties() -> None:
 def test_f1_matches_sklearn() -> None:
     y_true = [0, 0, 0, 1, 1, 1, 1, 0, 1]
     y_pred = [0, 1, 0, 1, 1, 0, 1, 0, 0]
-    report = classification_report(y_true, y_pred, NAMES, (0, 1))
+    report = classification_report(y_true, y_pred, NAMES)
     expected = f1_score(y_true, y_pred, average=None)
     assert report["f1"] == {"Level 1": round(expected[0], 6), "Level 2": round(expected[1], 6)}
 

@@ -12,7 +12,7 @@ from PIL import Image
 from stages import schema
 from stages.dicomio.read import read_raster
 from stages.ingest import content_hashes
-from stages.sources.covidnet import read_severity_list
+from stages.sources.covidnet_files import read_severity_list
 from stages.sources.covidx import read_covidx_list
 from stages.sources.phantom import render_chest
 from stages.validation.leakage import AuditSettings, audit, failure_message, name_key, patient_key

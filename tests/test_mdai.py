@@ -162,3 +162,24 @@ def test_missing_study_key_in_studies(tmp_path: Path) -> None:
     del export["datasets"][0]["studies"][0]["StudyInstanceUID"]
     with pytest.raises(ValueError, match=r"datasets\[0\]\.studies\[0\].*StudyInstanceUID"):
         mdai.read_studies(_write(tmp_path, export))
+
+
+def test_written_export_reads_back(tmp_path: Path) -> None:
+    """The writer's records (study-scoped labels, one dataset) give the reader's rows back."""
+    mild = mdai.study_label("L_mild", schema.MILD, "#123456")
+    typical = mdai.study_label("L_typ", "Typical Appearance", "#abcdef")
+    groups = [mdai.label_group("G_1", schema.AIRSPACE_GROUP, [mild]),
+              mdai.label_group("G_2", schema.CLASSIFICATION_GROUP, [typical])]
+    annotations = [mdai.study_annotation("A_1", 1, STUDY_A, "L_mild", "U_r1", "2020-11-02T09:07:00.000Z"),
+                   mdai.study_annotation("A_2", 2, STUDY_B, "L_typ", "U_r2", "2020-11-02T09:14:00.000Z")]
+    dataset = mdai.dataset("D_1", "first", [(STUDY_A, 1), (STUDY_B, 2)], annotations)
+    path = mdai.write_export(tmp_path / "export.json", "P_1", "project", "", groups, [dataset])
+    assert mdai.read_reader_labels(path).to_dict("records") == [
+        {"study_uid": STUDY_A, "reader_id": "U_r1", "label_group": schema.AIRSPACE_GROUP,
+         "label_name": schema.MILD, "annotation_index": 0},
+        {"study_uid": STUDY_B, "reader_id": "U_r2", "label_group": schema.CLASSIFICATION_GROUP,
+         "label_name": "Typical Appearance", "annotation_index": 1},
+    ]
+    assert mdai.read_studies(path).to_dict("records") == [{"study_uid": STUDY_A, "number": 1},
+                                                          {"study_uid": STUDY_B, "number": 2}]
+    assert path.read_bytes().endswith(b"\n}\n")

@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian
 
-from stages import schema
+from stages import acquire, schema
 from stages.sources import covidx, mdai, phantom
 
 # The RICORD 1c label names exactly as REFERENCE.md quotes them (two spaces in Mild).
@@ -85,6 +85,15 @@ def image_truth(cohort: Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------------------------
 # Layout, manifest, determinism
 # ---------------------------------------------------------------------------------------------
+def test_acquire_builds_the_synthetic_source(cohort: Path, tmp_path: Path) -> None:
+    """acquire, through stages.sources.SOURCES, writes what generate() writes."""
+    summary = acquire.acquire(tmp_path / "raw", {"data": {"source": "synthetic"}, "synthetic": TINY_CONFIG})
+    assert summary == json.loads((cohort / schema.SOURCE_MANIFEST).read_text())["counts"]
+    written = sorted(p.relative_to(tmp_path / "raw") for p in (tmp_path / "raw").rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(cohort) for p in cohort.rglob("*") if p.is_file())
+    assert all((tmp_path / "raw" / p).read_bytes() == (cohort / p).read_bytes() for p in written)
+
+
 def test_layout_and_manifest(cohort: Path) -> None:
     """The raw layout of schema.py exists and SOURCE.json records source, config and counts."""
     for relative in (schema.RICORD_ANNOTATIONS, *schema.COVIDX_LISTS.values()):

@@ -17,6 +17,9 @@ import yaml
 
 from stages.checks.reproduce import dvc
 
+# Slow tier: the real dvc.yaml's data stages in a temporary copy.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_check", "pretrain", "finetune", "evaluate",
           "report"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stages import schema
-from stages.sources import covidnet
+from stages.sources import covidnet_files as covidnet
 from stages.split import reference_table, run, split_counts
 
 

@@ -22,6 +22,9 @@ import pytest
 from stages.checks.reported import Paths, check, write_readme
 from stages.checks.reproduce import clean_copy, compare_tree, dvc, mode, run, tolerances_for
 
+# Slow tier: the whole pipeline from a clean copy (about 10 minutes).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "comparing.md"
 MODELS = ("covidnet_cxr_s", "densenet121", "resnet50")

@@ -8,6 +8,8 @@ COVIDxSev lists, so COVID-Net's file naming and the paper's reference split are 
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from pathlib import Path
 
@@ -18,7 +20,8 @@ import pytest
 import yaml
 
 from stages import acquire, group, ingest, schema, split, validate
-from stages.sources import covidnet, http
+from stages.sources import SOURCES, http
+from stages.sources import covidnet_files as covidnet
 from stages.sources.covidx import read_covidx_list
 from tests.conftest import write_dicom
 from tests.fake_nbia import COLLECTION, FakeNBIA, serving
@@ -243,3 +246,26 @@ def test_validate_holds_a_reference_run_to_the_papers_cohort(pipeline):
     assert status["success"] and status["unexpected_count"] == 0
     assert (tmp / "validation.md").read_text().startswith("# Data validation - RSNA RICORD 1c (real data)")
     assert not (tmp / "tables" / schema.PRETRAIN_AUDITED_TABLE).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The source registry acquire dispatches through (stages.sources.SOURCES)
+# ---------------------------------------------------------------------------------------------
+def test_every_source_has_a_title_and_an_adapter_with_build():
+    assert set(SOURCES) == set(schema.SOURCE_TITLES) == {"synthetic", "ricord"}
+    for name, source in SOURCES.items():
+        assert source.name == name and source.title == schema.SOURCE_TITLES[name]
+        build = importlib.import_module(source.module).build
+        assert list(inspect.signature(build).parameters) == ["staging", "downloads", "params"], name
+
+
+def test_acquire_names_an_unknown_source_and_the_known_ones(tmp_path):
+    with pytest.raises(SystemExit, match="unknown data.source 'mystery'; the known sources are synthetic, ricord$"):
+        acquire.acquire(tmp_path / "raw", {"data": {"source": "mystery"}}, tmp_path / "downloads")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ricord_source_without_its_params_section_leaves_no_raw_folder(tmp_path):
+    with pytest.raises(SystemExit, match="needs a 'ricord' section"):
+        acquire.acquire(tmp_path / "raw", {"data": {"source": "ricord"}}, tmp_path / "downloads")
+    assert list(tmp_path.iterdir()) == []

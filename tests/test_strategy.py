@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh TensorFlow process with two logical CPUs (about a minute)
 def test_one_step_under_mirrored_strategy_on_two_logical_cpus():
     # Logical devices must be configured before TensorFlow initialises: use a fresh interpreter.
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)

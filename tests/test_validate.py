@@ -358,7 +358,7 @@ def test_every_listed_file_is_ingested_or_reported(tmp_path: Path) -> None:
 
 def reference_split_table(shared_data: Path) -> pd.DataFrame:
     """The published CXR-S split as a split table (train list -> train, test list -> test)."""
-    from stages.sources.covidnet import read_severity_list
+    from stages.sources.covidnet_files import read_severity_list
 
     frames = [read_severity_list(shared_data / "ricord-covidnet" / f"{name}_COVIDxSev.txt").assign(split=name)
               for name in ("train", "test")]

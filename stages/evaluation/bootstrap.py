@@ -12,27 +12,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stages.evaluation.classification import roc_auc
-
-
-def _metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
-    """Flat ``{"accuracy": .., "sensitivity/Level 1": .., ..., "roc_auc": ..}`` for one resample."""
-    out: dict[str, float | None] = {"accuracy": float(np.mean(y_true == y_pred))}
-    for value, name in enumerate(names):
-        true_here, pred_here = y_true == value, y_pred == value
-        hits = float(np.sum(true_here & pred_here))
-        out[f"sensitivity/{name}"] = hits / true_here.sum() if true_here.any() else None
-        out[f"ppv/{name}"] = hits / pred_here.sum() if pred_here.any() else None
-        denominator = true_here.sum() + pred_here.sum()
-        out[f"f1/{name}"] = 2 * hits / denominator if denominator else None
-    out["roc_auc"] = roc_auc(y_true, score)
-    return out
+from stages.evaluation.classification import compute_all, nest
 
 
 def patient_bootstrap(y_true: Sequence[int], y_pred: Sequence[int], score: Sequence[float],
                       patients: Sequence[str], names: Sequence[str], resamples: int = 1000,
                       level: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Percentile intervals of accuracy, per-class sensitivity/PPV/F1 and ROC AUC.
+    """Percentile intervals of every metric of the table (:data:`~stages.evaluation.classification.METRICS`).
 
     ``score`` is the probability of class 1. A metric undefined in a resample (no case of a class
     drawn) is left out of that resample; ``defined`` says in how many it was computed.
@@ -50,20 +36,15 @@ def patient_bootstrap(y_true: Sequence[int], y_pred: Sequence[int], score: Seque
     for _ in range(resamples):
         drawn = rng.integers(0, len(order), size=len(order))
         rows = np.concatenate([members[i] for i in drawn])
-        for key, value in _metrics(y_true[rows], y_pred[rows], score[rows], names).items():
+        for key, value in compute_all(y_true[rows], y_pred[rows], score[rows], names).items():
             if value is not None:
                 samples.setdefault(key, []).append(value)
     tail = (1 - level) / 2 * 100
     intervals: dict[str, Any] = {}
-    for key in _metrics(y_true, y_pred, score, names):  # every key, in a stable order
+    for key in compute_all(y_true, y_pred, score, names):  # every key, in a stable order
         values = samples.get(key, [])
         bounds = ([round(float(v), 6) for v in np.percentile(values, [tail, 100 - tail])]
                   if values else [None, None])
-        metric, _, name = key.partition("/")
-        entry = {"low": bounds[0], "high": bounds[1], "defined": len(values)}
-        if name:
-            intervals.setdefault(metric, {})[name] = entry
-        else:
-            intervals[metric] = entry
+        intervals[key] = {"low": bounds[0], "high": bounds[1], "defined": len(values)}
     return {"method": "patient bootstrap, percentile interval", "level": level, "resamples": resamples,
-            "seed": seed, "patients": len(order), "intervals": intervals}
+            "seed": seed, "patients": len(order), "intervals": nest(intervals)}

@@ -1,41 +1,86 @@
-"""The model zoo: builders selected by name (``models.<name>`` in params.yaml)."""
+"""The model zoo: one registry entry per model (:data:`MODELS`), built by name.
+
+To add a model: write its builder (``input_size``, ``n_classes``, ``dense_units``, ``head`` ->
+a ``keras.Model`` whose head layers are named ``{head}_*``, e.g. in ``baselines.py``), add a
+:class:`ModelSpec` to :data:`MODELS`, and add its entry to ``models`` in params.yaml. The report,
+Table 2, the benchmarks and the tests read the registry; ``tests/test_registry.py`` names
+anything else the pipeline needs for it (its plot entries in dvc.yaml). A model without a row in
+the paper shows "-" in the paper's columns.
+
+Importing this package loads no TensorFlow: builders import their modules when called, so the
+report can read labels without paying for Keras.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
-from stages.models import numerics  # noqa: F401  (exact batch norm in every graph built here)
-from stages.models.baselines import build_densenet121, build_resnet50
-from stages.models.covidnet import build_covidnet_cxr_s
-
-
-def _covidnet(params: dict, n_classes: int, head: str) -> keras.Model:
-    return build_covidnet_cxr_s(input_size=int(params["input_size"]), width=float(params.get("width", 1.0)),
-                                n_classes=n_classes, dense_units=int(params["dense_units"]), head=head)
-
-
-def _fixed_width(builder):
-    def build(params: dict, n_classes: int, head: str) -> keras.Model:
-        width = float(params.get("width", 1.0))
-        if width != 1.0:
-            raise SystemExit(f"{params['name']}: keras.applications has no width multiplier; "
-                             f"set input_size to shrink it, not width={width}")
-        return builder(input_size=int(params["input_size"]), n_classes=n_classes,
-                       dense_units=int(params["dense_units"]), head=head)
-    return build
-
-
-# Models with a channel multiplier; keras.applications baselines are full width only.
-WIDTH_SCALABLE = frozenset({"covidnet_cxr_s"})
-
-BUILDERS = {
-    "covidnet_cxr_s": _covidnet,
-    "densenet121": _fixed_width(build_densenet121),
-    "resnet50": _fixed_width(build_resnet50),
+# How the paper counted a model's parameters in Table 2 (which of our counts its figure matches).
+PARAMETER_BASES = {
+    "total": "backbone + 2-way severity head",
+    "with_imagenet_top": "backbone + 1000-class ImageNet top (the paper's count appears to include it)",
+    "backbone": "backbone without top",
 }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the pipeline knows about one model besides its params.yaml entry."""
+
+    name: str  # the key in params.yaml ``models`` and in metrics/models/<name>/
+    label: str  # how tables and figures name it
+    build: Callable[..., "keras.Model"]  # (input_size, n_classes, dense_units, head[, width]) -> model
+    width_scalable: bool = False  # takes a channel multiplier (``width``)
+    # Table 2: which of our parameter counts the paper's figure matches (PARAMETER_BASES); None when
+    # the paper has no row for the model.
+    paper_parameter_basis: str | None = None
+
+
+def _covidnet_cxr_s(**kwargs) -> "keras.Model":
+    from stages.models.covidnet import build_covidnet_cxr_s
+    return build_covidnet_cxr_s(**kwargs)
+
+
+def _densenet121(**kwargs) -> "keras.Model":
+    from stages.models.baselines import build_densenet121
+    return build_densenet121(**kwargs)
+
+
+def _resnet50(**kwargs) -> "keras.Model":
+    from stages.models.baselines import build_resnet50
+    return build_resnet50(**kwargs)
+
+
+# In the paper's table order: the two baselines, then COVID-Net CXR-S.
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("densenet121", "CheXNet (DenseNet-121)", _densenet121, paper_parameter_basis="with_imagenet_top"),
+    ModelSpec("resnet50", "ResNet-50", _resnet50, paper_parameter_basis="backbone"),
+    ModelSpec("covidnet_cxr_s", "COVID-Net CXR-S", _covidnet_cxr_s, width_scalable=True,
+              paper_parameter_basis="total"),
+)}
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise SystemExit(f"model name must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name]
+
+
+def label(name: str) -> str:
+    """A model's display label; a name the registry does not know is shown as is."""
+    return MODELS[name].label if name in MODELS else name
+
+
+def ordered(names) -> list[str]:
+    """``names`` in the registry's (the paper's table) order, then any others sorted."""
+    names = sorted(names)
+    return [m for m in MODELS if m in names] + [m for m in names if m not in MODELS]
 
 
 def model_params(params: dict, name: str) -> dict:
@@ -50,15 +95,21 @@ def model_params(params: dict, name: str) -> dict:
     return {**(params.get("model_defaults") or {}), **(zoo[name] or {}), "name": name}
 
 
-def build_model(params: dict, n_classes: int, head: str) -> keras.Model:
+def build_model(params: dict, n_classes: int, head: str) -> "keras.Model":
     """Build ``params['name']`` at ``params['input_size']`` with a head whose layers are ``{head}_*``."""
-    name = params["name"]
-    if name not in BUILDERS:
-        raise SystemExit(f"model name must be one of {sorted(BUILDERS)}, got {name!r}")
-    return BUILDERS[name](params, n_classes, head)
+    entry = spec(params["name"])
+    kwargs = {"input_size": int(params["input_size"]), "n_classes": n_classes,
+              "dense_units": int(params["dense_units"]), "head": head}
+    width = float(params.get("width", 1.0))
+    if entry.width_scalable:
+        kwargs["width"] = width
+    elif width != 1.0:
+        raise SystemExit(f"{entry.name}: has no width multiplier (keras.applications models are full "
+                         f"width only); set input_size to shrink it, not width={width}")
+    return entry.build(**kwargs)
 
 
-def save_weights(model: keras.Model, path) -> None:
+def save_weights(model: "keras.Model", path) -> None:
     """Save weights atomically (HDF5 written to a temp name, then renamed; no timestamps inside)."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
@@ -72,7 +123,7 @@ def save_weights(model: keras.Model, path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def load_model(params: dict, n_classes: int, head: str, weights) -> keras.Model:
+def load_model(params: dict, n_classes: int, head: str, weights) -> "keras.Model":
     """Rebuild a model from its params and load its saved weights (checked against the architecture)."""
     if not Path(weights).exists():
         raise FileNotFoundError(f"{weights}: weight file not found (did the stage that trains it run?)")

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from stages.models import numerics  # noqa: F401  (exact batch norm in every graph the zoo builds)
+
 # Channels and PEPX modules per stage at width 1.0 (COVID-Net's four-stage layout: 3, 4, 6, 3);
 # the reasoning is in the module docstring.
 STAGE_FILTERS = (128, 256, 640, 1536)

@@ -3,9 +3,9 @@
 x86 has two *approximate* instructions, ``rcpps`` and ``rsqrtps``, whose last bits differ between
 CPU makers (and emulators), and Eigen builds TensorFlow's ``Rsqrt`` and ``Reciprocal`` CPU kernels
 on them. Keras' batch normalisation calls ``tf.math.rsqrt``; from the import of this module on it
-divides by ``tf.sqrt`` instead (both correctly rounded by IEEE 754). :mod:`stages.models` imports
-it, so every graph the zoo builds (training, evaluation, Table 2's FLOP count, the benchmarks) is
-the same graph. ``stages.training.setup`` turns Grappler off, whose arithmetic rewrites would put
+divides by ``tf.sqrt`` instead (both correctly rounded by IEEE 754). :mod:`stages.models.covidnet`
+imports it (and the baselines import that module), so every graph the zoo builds (training,
+evaluation, Table 2's FLOP count, the benchmarks) is the same graph. ``stages.training.setup`` turns Grappler off, whose arithmetic rewrites would put
 ``Rsqrt`` back. ``tests/test_numerics.py`` fails if a graph still holds one of
 :data:`APPROXIMATE_OPS`.
 """

@@ -1,4 +1,4 @@
-"""Read COVIDx label lists (``train_COVIDx8B.txt`` / ``test_COVIDx8B.txt`` and the phantom's).
+"""Read and write COVIDx label lists (``train_COVIDx8B.txt`` / ``test_COVIDx8B.txt``, the phantom's).
 
 Each line is ``patient_id filename label source``, space separated. The SIRM patient ids contain
 a space (``COVID 12 COVID(12).png positive sirm`` has 5 fields), which breaks the usual
@@ -9,10 +9,12 @@ before them is the patient id.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import pandas as pd
 
 from stages import schema
+from stages.common.io import write_text
 
 COVIDX_LIST_COLUMNS = ["patient_id", "filename", "label", "covidx_source"]
 
@@ -46,6 +48,23 @@ def read_covidx_list(path: Path) -> pd.DataFrame:
             if line.strip():
                 rows.append(parse_covidx_line(line, path, line_number))
     return pd.DataFrame(rows, columns=COVIDX_LIST_COLUMNS, dtype=str)
+
+
+def write_covidx_list(path: Path, rows: Iterable[Mapping[str, str]]) -> Path:
+    """Write rows with the columns of :func:`read_covidx_list` as a list, one line each.
+
+    A row that would not read back as written (a space in a file name, an unknown label) is a
+    ValueError naming the file and the line it would have been.
+    """
+    path = Path(path)
+    lines = []
+    for line_number, row in enumerate(rows, start=1):
+        fields = {column: str(row[column]) for column in COVIDX_LIST_COLUMNS}
+        line = " ".join(fields.values())
+        if parse_covidx_line(line, path, line_number) != fields:
+            raise ValueError(f"{path}:{line_number}: {line!r} would not read back as {fields}")
+        lines.append(line + "\n")
+    return write_text(path, "".join(lines))
 
 
 def read_not_acquired(path: Path) -> set[tuple[str, str]]:

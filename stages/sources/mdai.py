@@ -1,4 +1,4 @@
-"""Read an MD.ai annotation export (the format of the RSNA RICORD 1c label file).
+"""Read and write an MD.ai annotation export (the format of the RSNA RICORD 1c label file).
 
 An export is one JSON object::
 
@@ -10,16 +10,19 @@ An export is one JSON object::
 
 RICORD's airspace grades and classifications are study-scoped labels; every reader (``createdById``)
 adds one annotation per label they choose. This module turns an export into flat tables and
-leaves all grading rules (majority, ties, invalid studies) to the pipeline.
+leaves all grading rules (majority, ties, invalid studies) to the pipeline; its writer (used by the
+synthetic phantom) builds the same records, in MD.ai's key order, from what a cohort decided.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
+
+from stages.common.io import write_text
 
 READER_LABEL_COLUMNS = ["study_uid", "reader_id", "label_group", "label_name", "annotation_index"]
 STUDY_COLUMNS = ["study_uid", "number"]
@@ -139,3 +142,73 @@ def read_studies(path: Path) -> pd.DataFrame:
             })
     table = pd.DataFrame(rows, columns=STUDY_COLUMNS)
     return table.drop_duplicates("study_uid", keep="first").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+def study_label(label_id: str, name: str, color: str) -> dict[str, Any]:
+    """A label readers give to a whole study (no geometry), as RICORD's grades and classes are."""
+    return {
+        "id": label_id,
+        "parentId": None,
+        "name": name,
+        "shortName": None,
+        "description": "",
+        "color": color,
+        "type": "GLOBAL",
+        "scope": STUDY_SCOPE,
+        "annotationMode": None,
+        "radlexTagIds": [],
+    }
+
+
+def label_group(group_id: str, name: str, labels: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``labelGroups`` entry holding ``labels`` (records of :func:`study_label`)."""
+    return {"id": group_id, "name": name, "description": "", "labels": labels}
+
+
+def study_annotation(annotation_id: str, number: int, study_uid: str, label_id: str,
+                     reader_id: str, created_at: str) -> dict[str, Any]:
+    """One reader's study-scoped label on one study (``created_at``: ISO 8601 with a ``Z``)."""
+    return {
+        "id": annotation_id,
+        "parentId": None,
+        "isImported": False,
+        "isInvalid": False,
+        "StudyInstanceUID": study_uid,
+        "SeriesInstanceUID": None,
+        "SOPInstanceUID": None,
+        "frameNumber": None,
+        "labelId": label_id,
+        "annotationNumber": number,
+        "createdById": reader_id,
+        "createdAt": created_at,
+        "updatedById": reader_id,
+        "updatedAt": created_at,
+        "data": None,
+        "note": None,
+        "radlexTagIds": [],
+        "reviewsPositiveCount": 0,
+        "reviewsNegativeCount": 0,
+    }
+
+
+def dataset(dataset_id: str, name: str, studies: Iterable[tuple[str, int]],
+            annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A DICOM dataset: its studies as (StudyInstanceUID, number) and its annotations."""
+    return {
+        "id": dataset_id,
+        "name": name,
+        "type": "DICOM",
+        "studies": [{"StudyInstanceUID": study_uid, "number": number} for study_uid, number in studies],
+        "annotations": annotations,
+    }
+
+
+def write_export(path: Path, project_id: str, name: str, description: str,
+                 label_groups: list[dict[str, Any]], datasets: list[dict[str, Any]]) -> Path:
+    """Write one export (the project, its label groups and datasets) as indented JSON."""
+    export = {"id": project_id, "name": name, "description": description,
+              "labelGroups": label_groups, "datasets": datasets}
+    return write_text(path, json.dumps(export, indent=1) + "\n")

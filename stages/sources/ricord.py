@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from stages import schema
-from stages.common.io import write_text
+from stages.common.io import write_json, write_text
 from stages.common.progress import progress
-from stages.sources import covidnet, nbia
+from stages.sources import covidnet_files as covidnet, nbia
 from stages.sources.covidx import read_covidx_list
 from stages.sources.http import DownloadError, fetch, is_url, sha256_file
 
@@ -160,3 +160,11 @@ def acquire(raw: Path, downloads: Path, params: dict) -> dict[str, Any]:
         "covidx": covidx,
     }
 
+
+def build(staging: Path, downloads: Path, params: dict) -> dict[str, Any]:
+    """The ``ricord`` source (:class:`stages.sources.Source`): needs the ``ricord`` params section."""
+    if "ricord" not in params:
+        raise SystemExit("acquire: data.source 'ricord' needs a 'ricord' section in params.yaml")
+    summary = acquire(staging, downloads, params["ricord"])
+    write_json(staging / schema.SOURCE_MANIFEST, summary)
+    return summary

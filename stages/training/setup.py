@@ -18,7 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import stages.models.numerics  # noqa: E402,F401  (exact batch norm in every graph)
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 

@@ -18,8 +18,6 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-import stages.models.numerics  # noqa: F401  (count the graph the pipeline runs)
-
 
 def profiler_flops(model: keras.Model, input_size: int) -> int:
     """Forward-pass FLOPs for one ``input_size`` x ``input_size`` x 3 image (TF profiler, frozen graph)."""
