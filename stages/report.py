@@ -184,7 +184,8 @@ def _pct_ci(value, interval: dict | None) -> str:
 
 
 def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str, int],
-                 consistency: dict | None = None) -> list[str]:
+                 consistency: dict | None = None, comparisons: dict | None = None,
+                 seeds: dict | None = None) -> list[str]:
     table3 = paper()["table3"]
     first = next(iter(evaluations.values()))
     ci = first.get("confidence_intervals")
@@ -229,7 +230,7 @@ def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str,
             cells.append(f"{evaluation['expected_calibration_error']:.3f}")
             lines.append(f"| {zoo.label(model)} | " + " | ".join(cells) + " |")
         lines += ["", "![ROC, precision-recall and calibration](figures/curves.png)", ""]
-    return lines + comparison_lines(evaluations, input_sizes)
+    return lines + comparison_lines(evaluations, input_sizes, comparisons, seeds)
 
 
 def _decimal_ci(value, interval: dict | None) -> str:
@@ -241,31 +242,77 @@ def _decimal_ci(value, interval: dict | None) -> str:
     return f"{value:.3f} ({interval['low']:.3f}-{interval['high']:.3f})"
 
 
-def _overlap(first: dict | None, second: dict | None) -> bool:
-    if not first or not second or first.get("low") is None or second.get("low") is None:
-        return True  # no interval: nothing shows a difference
-    return first["low"] <= second["high"] and second["low"] <= first["high"]
+def _difference_ci(entry: dict, points: bool = True) -> str:
+    """A paired difference with its interval: shares in percentage points (``-9.20 (-16.67 to -2.41)``),
+    scores such as ROC AUC to 3 decimals (``points=False``)."""
+    if entry.get("difference") is None:
+        return "n/a"
+    scale, spec = (100, "+.2f") if points else (1, "+.3f")
+    text = f"{scale * entry['difference']:{spec}}"
+    if entry.get("low") is None:
+        return text
+    return f"{text} ({scale * entry['low']:{spec}} to {scale * entry['high']:{spec}})"
 
 
-def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int]) -> list[str]:
-    """What the table may be read as: like for like or not, and whether the intervals separate."""
+def _excludes_zero(entry: dict) -> bool:
+    return entry.get("low") is not None and (entry["low"] > 0 or entry["high"] < 0)
+
+
+def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int], comparisons: dict | None = None,
+                     seeds: dict | None = None) -> list[str]:
+    """What the table may be read as: like for like or not, and the paired differences that may rank."""
     sizes = set(input_sizes.values())
     if len(sizes) > 1:
         listed = ", ".join(f"{zoo.label(m)} {size} px" for m, size in input_sizes.items())
         return [f"Input sizes differ in this run ({listed}): this is not a like-for-like comparison of the "
                 "architectures.", ""]
     size = next(iter(input_sizes.values()))
-    accuracy = {m: ((e.get("confidence_intervals") or {}).get("intervals") or {}).get("accuracy")
-                for m, e in evaluations.items()}
-    models = list(accuracy)
-    separated = [(a, b) for i, a in enumerate(models) for b in models[i + 1:] if not _overlap(accuracy[a], accuracy[b])]
-    line = (f"All networks train at {size} x {size} px and full width with one protocol (like for like). ")
-    line += ("Their accuracy intervals overlap, so the table does not rank them; the spread over training "
-             "seeds is in `metrics/bench_seeds.json`." if not separated else
-             "Intervals that do not overlap: " + "; ".join(f"{zoo.label(a)} and {zoo.label(b)}"
-                                                          for a, b in separated)
-             + " (unpaired intervals; the spread over training seeds is in `metrics/bench_seeds.json`).")
-    return [line, ""]
+    lines = [f"All networks train at {size} x {size} px and full width with one protocol (like for like)."]
+    if not comparisons or not comparisons.get("differences"):
+        return lines + ["No paired comparison (`metrics/comparisons.json`), so the table does not rank them.", ""]
+    reference = comparisons["reference"]
+    lines += ["", f"Paired differences, {zoo.label(reference)} minus each other network, on the same test images "
+              f"({comparisons['level']:.0%} intervals from a paired bootstrap over the {comparisons['patients']} test "
+              "patients: both networks are scored on every resample; `metrics/comparisons.json`). Shares in "
+              "percentage points:", "",
+              "| minus | accuracy | sensitivity Level 1 | sensitivity Level 2 | ROC AUC (Level 2) |",
+              "| --- | --- | --- | --- | --- |"]
+    ranked, unranked = [], []
+    for model in zoo.ordered(comparisons["differences"]):
+        values = comparisons["differences"][model]
+        lines.append(f"| {zoo.label(model)} | {_difference_ci(values['accuracy'])} | "
+                     + " | ".join(_difference_ci(values["sensitivity"][level]) for level in LEVELS)
+                     + f" | {_difference_ci(values['roc_auc'], points=False)} |")
+        (ranked if _excludes_zero(values["accuracy"]) else unranked).append(model)
+    lines.append("")
+    sentences = []
+    for model in ranked:
+        direction = "higher" if comparisons["differences"][model]["accuracy"]["difference"] > 0 else "lower"
+        sentences.append(f"On this test split {zoo.label(reference)}'s accuracy is {direction} than "
+                         f"{zoo.label(model)}'s (the paired interval excludes zero).")
+    if unranked:
+        sentences.append(f"{zoo.label(reference)} is not ranked against "
+                         + " or ".join(zoo.label(m) for m in unranked)
+                         + ": the paired interval of the accuracy difference includes zero.")
+    spread = _seed_spread(seeds, [reference] + ranked + unranked)
+    sentences.append("The intervals cover the test sample only, for one training seed"
+                     + (f"; over {spread}" if spread else "") + ".")
+    return lines + [" ".join(sentences), ""]
+
+
+def _seed_spread(seeds: dict | None, models: list[str]) -> str:
+    """``5 training seeds the accuracy SD was 3.95 points (COVID-Net CXR-S), ...`` from bench_seeds.json."""
+    if not seeds:
+        return ""
+    parts = []
+    for model in models:
+        accuracy = ((seeds.get("models") or {}).get(model) or {}).get("evaluate.json", {}).get("accuracy")
+        if accuracy:
+            parts.append(f"{100 * accuracy['sd']:.2f} ({zoo.label(model)})")
+    if not parts:
+        return ""
+    return (f"{len(seeds['seeds'])} training seeds (`metrics/bench_seeds.json`) the accuracy SD in points was "
+            + ", ".join(parts))
 
 
 def consistency_lines(consistency: dict | None) -> list[str]:
@@ -340,6 +387,8 @@ class Results:
     finetunes: dict[str, dict]
     leakage: dict | None
     consistency: dict | None
+    comparisons: dict | None = None  # metrics/comparisons.json (stage compare)
+    seeds: dict | None = None  # metrics/bench_seeds.json (benchmarks/seeds.py)
 
     @property
     def data(self) -> str:
@@ -356,7 +405,9 @@ def load_results(metrics: Path, model_names) -> Results:
                    complexity=_load(metrics, "complexity.json"), evaluations=evaluations,
                    finetunes={model: _load(metrics, f"models/{model}/finetune.json") for model in models},
                    leakage=_load(metrics, "leakage.json", required=False),
-                   consistency=_load(metrics, "paper_consistency.json", required=False))
+                   consistency=_load(metrics, "paper_consistency.json", required=False),
+                   comparisons=_load(metrics, "comparisons.json", required=False),
+                   seeds=_load(metrics, "bench_seeds.json", required=False))
 
 
 def synthetic_warning(results: Results) -> list[str]:
@@ -380,7 +431,7 @@ def results_text(results: Results) -> str:
     lines += leakage_lines(results.leakage)
     lines += table2_lines(results.complexity)
     lines += table3_lines(evaluations, data, {m: results.finetunes[m]["input_size"] for m in results.models},
-                          results.consistency)
+                          results.consistency, results.comparisons, results.seeds)
     lines.append(f"Majority-class rate of this test split: {_pct(test_split['majority_class_rate'])}.")
     lines.append("")
     if "covidnet_cxr_s" in evaluations:
@@ -411,7 +462,8 @@ def readme_text(results: Results) -> str:
             + " / ".join(_pct(evaluation["sensitivity"][level]) for level in LEVELS) + " | "
             + " / ".join(_pct(evaluation["ppv"][level]) for level in LEVELS) + " | "
             + ("n/a" if auc is None else f"{auc:.3f}") + " |")
-    lines += [""] + comparison_lines(evaluations, {m: results.finetunes[m]["input_size"] for m in results.models})
+    lines += [""] + comparison_lines(evaluations, {m: results.finetunes[m]["input_size"] for m in results.models},
+                                     results.comparisons, results.seeds)
     lines += [f"#### Cohort - {data}", "",
               f"{cohort['images']} images of {cohort['patients']} patients (Level 1: {cohort['level1']['images']}, "
               f"Level 2: {cohort['level2']['images']}); the paper's RICORD 1c cohort: {reference['images']} images "

@@ -21,7 +21,7 @@ from stages.checks.reproduce import dvc
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_check", "pretrain", "finetune", "evaluate",
+STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_check", "pretrain", "finetune", "evaluate", "compare",
           "report"]
 PER_MODEL = ["pretrain", "finetune", "evaluate"]
 DATA_STAGES = ["acquire", "ingest", "group", "split", "validate"]

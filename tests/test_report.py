@@ -151,3 +151,28 @@ def test_table1_beside_the_papers_when_the_cohort_has_demographics(metrics, tmp_
     assert "| view AP (images) | 30 (75.0%) | 505 (55.6%) |" in text
     assert "| view PA (images) | 6 (15.0%) | 5 (0.6%) |" in text
     assert "| age 90+ (patients) | 7 | 6 |" in text and "| age <20 (patients) | 0 | 2 |" in text
+
+
+def _difference(value, low, high):
+    return {"difference": value, "low": low, "high": high, "defined": 1000}
+
+
+def test_paired_differences_rank_only_where_the_interval_excludes_zero(metrics, tmp_path):
+    per_level = {"Level 1": _difference(0.0, -0.1, 0.1), "Level 2": _difference(0.05, -0.02, 0.12)}
+    _write(metrics / "comparisons.json", {
+        "reference": "covidnet_cxr_s", "level": 0.95, "patients": 9, "differences": {
+            "resnet50": {"accuracy": _difference(0.12, 0.03, 0.2), "sensitivity": per_level,
+                         "roc_auc": _difference(-0.01, -0.05, 0.04)},
+            "densenet121": {"accuracy": _difference(-0.02, -0.09, 0.04), "sensitivity": per_level,
+                            "roc_auc": _difference(0.0, -0.03, 0.03)}}})
+    _write(metrics / "models" / "densenet121" / "evaluate.json",
+           json.loads((metrics / "models" / "resnet50" / "evaluate.json").read_text()))
+    for name in ("pretrain.json", "finetune.json"):
+        _write(metrics / "models" / "densenet121" / name,
+               json.loads((metrics / "models" / "resnet50" / name).read_text()))
+    text = render(metrics, tmp_path / "r", {"covidnet_cxr_s": {}, "resnet50": {}, "densenet121": {}})
+    assert "| ResNet-50 | +12.00 (+3.00 to +20.00) | +0.00 (-10.00 to +10.00) | +5.00 (-2.00 to +12.00) | " \
+           "-0.010 (-0.050 to +0.040) |" in text
+    assert "COVID-Net CXR-S's accuracy is higher than ResNet-50's (the paired interval excludes zero)" in text
+    assert "COVID-Net CXR-S is not ranked against CheXNet (DenseNet-121): the paired interval" in text
+    assert "lower than CheXNet" not in text and "higher than CheXNet" not in text

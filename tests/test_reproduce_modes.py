@@ -67,3 +67,15 @@ def test_mode_names_its_reasons(monkeypatch):
     assert check_mode == "tolerance" and any("not CPython 3.11" in r for r in reasons)
     monkeypatch.setenv("COVIDNET_CPU_PIN", "off")
     assert any("COVIDNET_CPU_PIN=off" in r for r in mode(REPO)[1])
+
+
+def test_committed_comparisons_are_what_the_predictions_give_and_an_edit_is_caught(tmp_path):
+    shutil.copytree(REPO / "metrics", tmp_path / "metrics")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    assert reproduce.comparisons_consistency(tmp_path) == []
+    path = tmp_path / "metrics" / "comparisons.json"
+    data = json.loads(path.read_text())
+    data["differences"]["resnet50"]["accuracy"]["high"] = 0.5
+    path.write_text(json.dumps(data))
+    assert reproduce.comparisons_consistency(tmp_path) == [
+        "metrics/comparisons.json [differences.resnet50.accuracy.high]: committed 0.5, reproduced 0.033343"]

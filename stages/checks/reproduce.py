@@ -60,6 +60,7 @@ REFERENCE_PYTHON = (3, 11)
 TOLERANCE_SDS = 4.0
 SEEDS_BENCHMARK = "metrics/bench_seeds.json"
 MODEL_METRICS = ("evaluate.json", "pretrain.json", "finetune.json")
+COMPARISONS = "metrics/comparisons.json"
 RUN_TO_RUN = ("training is not yet bit-identical run to run on one machine (CXR-S fine-tuning diverged "
               "in 4 of 12 full dvc repro runs with identical inputs)")
 
@@ -235,8 +236,23 @@ def compare_within(label: str, committed: dict, reproduced: dict, tolerances: di
 
 
 def _model_output(name: str) -> bool:
-    """Outputs that depend on training: under ``metrics/models/`` and the reports made from them."""
-    return name.startswith("metrics/models/") or name.startswith("reports/")
+    """Outputs that depend on training: under ``metrics/models/``, the paired comparison of the
+    models' predictions, and the reports made from them."""
+    return name.startswith("metrics/models/") or name == COMPARISONS or name.startswith("reports/")
+
+
+def comparisons_consistency(root: Path) -> list[str]:
+    """``metrics/comparisons.json`` against the paired bootstrap recomputed from the committed
+    per-image predictions (the same seed and settings give the same bits), so an edited difference
+    fails in tolerance mode too."""
+    path = root / COMPARISONS
+    if not path.is_file():
+        return []
+    from stages import compare
+    from stages.common.params import load_params
+
+    recomputed = json.loads(json.dumps(compare.summarise(load_params(root / "params.yaml"), root / "metrics")))
+    return compare_values(COMPARISONS, json.loads(path.read_text()), recomputed)
 
 
 def consistency(metrics: Path) -> list[str]:
@@ -282,7 +298,8 @@ def compare_tree(committed: Path, reproduced: Path, files: list[str], check_mode
     lock = yaml.safe_load((committed / "dvc.lock").read_text())
     reproduced_lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
     outputs = committed_outputs(lock, files)
-    problems = consistency(committed / "metrics") + consistency(reproduced / "metrics")
+    problems = (consistency(committed / "metrics") + consistency(reproduced / "metrics")
+                + comparisons_consistency(committed) + comparisons_consistency(reproduced))
     if check_mode == "tolerance":
         problems += compare_lock_structure(lock, reproduced_lock)
         for name in outputs:
