@@ -20,6 +20,7 @@ from stages.common.tracked import track, untrack
 from stages.evaluation.classification import METRICS
 from stages.reference import PAPER_FILE
 from stages.reference import paper as _paper_as_printed
+from stages.reporting.comparison import comparison_lines
 from stages.reporting.figures import write_figures
 from stages.tasks import LEVEL_NAMES as LEVELS
 
@@ -240,79 +241,6 @@ def _decimal_ci(value, interval: dict | None) -> str:
     if not interval or interval.get("low") is None:
         return f"{value:.3f}"
     return f"{value:.3f} ({interval['low']:.3f}-{interval['high']:.3f})"
-
-
-def _difference_ci(entry: dict, points: bool = True) -> str:
-    """A paired difference with its interval: shares in percentage points (``-9.20 (-16.67 to -2.41)``),
-    scores such as ROC AUC to 3 decimals (``points=False``)."""
-    if entry.get("difference") is None:
-        return "n/a"
-    scale, spec = (100, "+.2f") if points else (1, "+.3f")
-    text = f"{scale * entry['difference']:{spec}}"
-    if entry.get("low") is None:
-        return text
-    return f"{text} ({scale * entry['low']:{spec}} to {scale * entry['high']:{spec}})"
-
-
-def _excludes_zero(entry: dict) -> bool:
-    return entry.get("low") is not None and (entry["low"] > 0 or entry["high"] < 0)
-
-
-def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int], comparisons: dict | None = None,
-                     seeds: dict | None = None) -> list[str]:
-    """What the table may be read as: like for like or not, and the paired differences that may rank."""
-    sizes = set(input_sizes.values())
-    if len(sizes) > 1:
-        listed = ", ".join(f"{zoo.label(m)} {size} px" for m, size in input_sizes.items())
-        return [f"Input sizes differ in this run ({listed}): this is not a like-for-like comparison of the "
-                "architectures.", ""]
-    size = next(iter(input_sizes.values()))
-    lines = [f"All networks train at {size} x {size} px and full width with one protocol (like for like)."]
-    if not comparisons or not comparisons.get("differences"):
-        return lines + ["No paired comparison (`metrics/comparisons.json`), so the table does not rank them.", ""]
-    reference = comparisons["reference"]
-    lines += ["", f"Paired differences, {zoo.label(reference)} minus each other network, on the same test images "
-              f"({comparisons['level']:.0%} intervals from a paired bootstrap over the {comparisons['patients']} test "
-              "patients: both networks are scored on every resample; `metrics/comparisons.json`). Shares in "
-              "percentage points:", "",
-              "| minus | accuracy | sensitivity Level 1 | sensitivity Level 2 | ROC AUC (Level 2) |",
-              "| --- | --- | --- | --- | --- |"]
-    ranked, unranked = [], []
-    for model in zoo.ordered(comparisons["differences"]):
-        values = comparisons["differences"][model]
-        lines.append(f"| {zoo.label(model)} | {_difference_ci(values['accuracy'])} | "
-                     + " | ".join(_difference_ci(values["sensitivity"][level]) for level in LEVELS)
-                     + f" | {_difference_ci(values['roc_auc'], points=False)} |")
-        (ranked if _excludes_zero(values["accuracy"]) else unranked).append(model)
-    lines.append("")
-    sentences = []
-    for model in ranked:
-        direction = "higher" if comparisons["differences"][model]["accuracy"]["difference"] > 0 else "lower"
-        sentences.append(f"On this test split {zoo.label(reference)}'s accuracy is {direction} than "
-                         f"{zoo.label(model)}'s (the paired interval excludes zero).")
-    if unranked:
-        sentences.append(f"{zoo.label(reference)} is not ranked against "
-                         + " or ".join(zoo.label(m) for m in unranked)
-                         + ": the paired interval of the accuracy difference includes zero.")
-    spread = _seed_spread(seeds, [reference] + ranked + unranked)
-    sentences.append("The intervals cover the test sample only, for one training seed"
-                     + (f"; over {spread}" if spread else "") + ".")
-    return lines + [" ".join(sentences), ""]
-
-
-def _seed_spread(seeds: dict | None, models: list[str]) -> str:
-    """``5 training seeds the accuracy SD was 3.95 points (COVID-Net CXR-S), ...`` from bench_seeds.json."""
-    if not seeds:
-        return ""
-    parts = []
-    for model in models:
-        accuracy = ((seeds.get("models") or {}).get(model) or {}).get("evaluate.json", {}).get("accuracy")
-        if accuracy:
-            parts.append(f"{100 * accuracy['sd']:.2f} ({zoo.label(model)})")
-    if not parts:
-        return ""
-    return (f"{len(seeds['seeds'])} training seeds (`metrics/bench_seeds.json`) the accuracy SD in points was "
-            + ", ".join(parts))
 
 
 def consistency_lines(consistency: dict | None) -> list[str]:
