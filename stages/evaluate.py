@@ -5,8 +5,8 @@ every metric of the table in :mod:`stages.evaluation.classification` (accuracy, 
 sensitivity, PPV and F1, ROC AUC with Level 2 as the positive class), the majority-class rate,
 the expected calibration error, the confusion matrix (rows: true level, columns: predicted level),
 and 95% confidence intervals from a bootstrap over patients (:mod:`stages.evaluation.bootstrap`).
-For ``dvc plots`` it writes one row per test image (``test_predictions.csv``: confusion matrix)
-and the ROC, precision-recall and calibration curves (``roc.csv``, ``pr.csv``,
+For ``dvc plots`` it writes one row per test image, each with its data source (``test_predictions.csv``:
+confusion matrix) and the ROC, precision-recall and calibration curves (``roc.csv``, ``pr.csv``,
 ``calibration.csv``) beside it.
 """
 
@@ -77,6 +77,8 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     }
     write_json(paths.metrics, metrics)
     write_csv(paths.predictions, pd.DataFrame({
+        # Every row says where its image came from, so a synthetic prediction cannot pass for a clinical one.
+        "data_source": params["data"]["source"],
         "image_id": test.image_id,
         "patient_id": test.patient_id,
         "actual": [LEVEL_NAMES[t] for t in targets],

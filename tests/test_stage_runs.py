@@ -74,6 +74,7 @@ def test_pretrain_finetune_evaluate_run_and_write_their_outputs(cohort):
     assert set(scored["sensitivity"]) == {"Level 1", "Level 2"}
     predictions = pd.read_csv(out / "test_predictions.csv")
     assert len(predictions) == 8 and predictions.probability_level2.between(0, 1).all()
+    assert set(predictions.data_source) == {params["data"]["source"]}
     for name in ("roc.csv", "pr.csv", "calibration.csv"):
         assert (out / name).is_file()
 
