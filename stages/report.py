@@ -231,7 +231,7 @@ def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str,
             cells.append(f"{evaluation['expected_calibration_error']:.3f}")
             lines.append(f"| {zoo.label(model)} | " + " | ".join(cells) + " |")
         lines += ["", "![ROC, precision-recall and calibration](figures/curves.png)", ""]
-    return lines + comparison_lines(evaluations, input_sizes, comparisons, seeds)
+    return lines + comparison_lines(input_sizes, comparisons, seeds)
 
 
 def _decimal_ci(value, interval: dict | None) -> str:
@@ -390,7 +390,7 @@ def readme_text(results: Results) -> str:
             + " / ".join(_pct(evaluation["sensitivity"][level]) for level in LEVELS) + " | "
             + " / ".join(_pct(evaluation["ppv"][level]) for level in LEVELS) + " | "
             + ("n/a" if auc is None else f"{auc:.3f}") + " |")
-    lines += [""] + comparison_lines(evaluations, {m: results.finetunes[m]["input_size"] for m in results.models},
+    lines += [""] + comparison_lines({m: results.finetunes[m]["input_size"] for m in results.models},
                                      results.comparisons, results.seeds)
     lines += [f"#### Cohort - {data}", "",
               f"{cohort['images']} images of {cohort['patients']} patients (Level 1: {cohort['level1']['images']}, "

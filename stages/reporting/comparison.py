@@ -26,7 +26,7 @@ def _excludes_zero(entry: dict) -> bool:
     return entry.get("low") is not None and (entry["low"] > 0 or entry["high"] < 0)
 
 
-def comparison_lines(evaluations: dict[str, dict], input_sizes: dict[str, int], comparisons: dict | None = None,
+def comparison_lines(input_sizes: dict[str, int], comparisons: dict | None = None,
                      seeds: dict | None = None) -> list[str]:
     """What the table may be read as: like for like or not, and the paired differences that may rank."""
     sizes = set(input_sizes.values())
