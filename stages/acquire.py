@@ -12,12 +12,11 @@ interrupted run never leaves a half-built raw folder that a later stage could mi
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
 
-from stages.common.params import load_params
+from stages.common.cli import stage_arguments
 from stages.sources import SOURCES
 
 
@@ -40,15 +39,12 @@ def acquire(out_dir: Path, params: dict, downloads: Path = Path("data/downloads"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
-    parser.add_argument("--downloads", type=Path, default=Path("data/downloads"),
-                        help="where verified downloads are kept between runs (real sources only)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
+    args, params = stage_arguments(
+        __doc__, argv, out=Path("data/raw"), downloads=Path("data/downloads"),
+        helps={"downloads": "where verified downloads are kept between runs (real sources only)"})
     from stages.sources.http import DownloadError
     try:
-        summary = acquire(args.out, load_params(args.params), args.downloads)
+        summary = acquire(args.out, params, args.downloads)
     except DownloadError as error:
         raise SystemExit(f"acquire: {error}\nFinished downloads are kept in {args.downloads}; "
                          f"rerun to fetch only what is missing.") from None

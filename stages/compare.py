@@ -11,13 +11,12 @@ estimates.)
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
 
+from stages.common.cli import stage_arguments
 from stages.common.io import write_json
-from stages.common.params import load_params
 from stages.tasks import LEVEL_NAMES
 
 PREDICTIONS = "test_predictions.csv"
@@ -66,12 +65,8 @@ def run(params: dict, metrics: Path, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
-    parser.add_argument("--out", type=Path, default=Path("metrics/comparisons.json"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    summary = run(load_params(args.params), args.metrics, args.out)
+    args, params = stage_arguments(__doc__, argv, metrics=Path("metrics"), out=Path("metrics/comparisons.json"))
+    summary = run(params, args.metrics, args.out)
     for model, values in summary["differences"].items():
         accuracy = values["accuracy"]
         print(f"compare: accuracy {summary['reference']} - {model}: {accuracy['difference']:+.3f} "

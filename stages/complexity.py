@@ -14,12 +14,11 @@ ResNet-50's 23.6 M matches the backbone without top (23,587,712).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from stages.common.cli import stage_arguments
 from stages.common.io import write_json
-from stages.common.params import load_params
 from stages.reference import paper
 
 from stages.models import PARAMETER_BASES, spec
@@ -60,11 +59,7 @@ def measure(name: str, cfg: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("metrics/complexity.json"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    args, params = stage_arguments(__doc__, argv, out=Path("metrics/complexity.json"))
     cfg = params["complexity"]
     rows = {}
     for name in sorted(params["models"]):

@@ -21,7 +21,6 @@ Demographics (the paper's Table 1) go there too, over the labelled images: per p
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from pathlib import Path
 
@@ -30,8 +29,8 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
 from stages import schema
+from stages.common.cli import stage_arguments
 from stages.common.io import read_table, write_csv, write_json
-from stages.common.params import load_params
 from stages.sources.mdai import read_reader_labels
 
 TIE_BREAKS = ("first", "higher", "lower")
@@ -254,13 +253,8 @@ def cohort_demographics(images: pd.DataFrame) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/cohort.json"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    args, params = stage_arguments(__doc__, argv, raw=Path("data/raw"), tables=Path("data/tables"),
+                                   metrics=Path("metrics/cohort.json"))
     images = read_severity_images(args.tables / "severity_images.csv")
     readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
     adjudicators = set(params["group"].get("adjudicators") or [])

@@ -34,8 +34,8 @@ from stages.common.params import load_params
 from stages.dicomio.read import (DICOM_SUFFIXES, UnreadableImage, read_any, read_dicom,
                                  read_dicom_header, read_raster)
 from stages.imaging.hashing import perceptual_hash, pixel_sha256
-from stages.imaging.preprocess import preprocess
-from stages.sources.covidnet_files import read_crop_boxes
+from stages.imaging.preprocess import SQUARE_MODES, crop_box, preprocess
+from stages.sources.covidnet_files import read_crop_boxes, ricord_image_id
 from stages.sources.covidx import read_covidx_list, read_not_acquired
 
 SEVERITY_DIR = "severity"
@@ -54,22 +54,31 @@ def content_hashes(display: np.ndarray) -> dict[str, str]:
     return {"pixel_sha256": pixel_sha256(display), "phash": perceptual_hash(display)}
 
 
+def severity_hashes(display: np.ndarray, box: tuple[int, int, int, int] | None) -> dict[str, str]:
+    """A severity image's hashes: the whole image's, and the two copies a pretraining set may hold
+    instead: the image cut to COVID-Net's crop box (COVIDx's RICORD PNGs are cropped by it; the
+    whole image's hash when there is no box) and the image mirrored left-right."""
+    return {**content_hashes(display),
+            "phash_cropped": perceptual_hash(crop_box(display, box)) if box else perceptual_hash(display),
+            "phash_mirrored": perceptual_hash(np.fliplr(display))}
+
+
 def _decode_dicom(task: tuple) -> tuple[bytes | None, dict | None, str | None]:
-    path, size, crop, box = task
+    path, (size, crop, square), box = task
     try:
         display, _ = read_dicom(path)
-        return encode_png(preprocess(display, size, crop, box)), content_hashes(display), None
+        return encode_png(preprocess(display, size, crop, box, square)), severity_hashes(display, box), None
     except UnreadableImage as err:
         return None, None, str(err)
     except ValueError as err:  # a crop box outside the image
         return None, None, f"{path}: {err}"
 
 
-def _decode_raster(task: tuple[Path, int, float]) -> tuple[bytes | None, dict | None, str | None]:
-    path, size, crop = task
+def _decode_raster(task: tuple[Path, tuple]) -> tuple[bytes | None, dict | None, str | None]:
+    path, (size, crop, square) = task
     try:
         display = read_raster(path)
-        return encode_png(preprocess(display, size, crop)), {
+        return encode_png(preprocess(display, size, crop, None, square)), {
             "rows": display.shape[0], "columns": display.shape[1], **content_hashes(display)}, None
     except UnreadableImage as err:
         return None, None, str(err)
@@ -82,17 +91,6 @@ def _map(function, tasks: list, workers: int, description: str) -> list:
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = pool.map(function, tasks, chunksize=8)
         return list(progress(results, total=len(tasks), desc=description, unit="img"))
-
-
-def ricord_image_id(patient_id: str, study_uid: str, index: int) -> str:
-    """COVID-Net's RICORD naming, so the published reference split applies to our images."""
-    return f"MIDRC-RICORD-1C-{patient_id}-{study_uid[-5:]}-{index}"
-
-
-def _patient_suffix(patient_id: str) -> str:
-    # RICORD patient ids already start with the collection prefix; keep only the patient part.
-    prefix = "MIDRC-RICORD-1C-"
-    return patient_id[len(prefix):] if patient_id.startswith(prefix) else patient_id
 
 
 def _headers(files: list[Path], raw: Path) -> tuple[list[dict], list[dict]]:
@@ -122,7 +120,7 @@ def read_crop_boxes_if_any(raw: Path) -> dict[str, tuple[int, int, int, int]]:
     return {row.image_id: (row.xmin, row.ymin, row.xmax, row.ymax) for row in boxes.itertuples()}
 
 
-def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: int, source: str,
+def ingest_severity(raw: Path, images: Path, prep: tuple, workers: int, source: str,
                     views: tuple[str, ...] = schema.VIEWS) -> tuple[pd.DataFrame, list[dict], int]:
     files = sorted(p for p in (raw / schema.RICORD_IMAGES_DIR).rglob("*")
                    if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
@@ -136,7 +134,7 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
     table = table.sort_values(["study_uid", "series_uid", "instance_number", "sop_uid"], kind="stable")
     table["index_in_study"] = table.groupby("study_uid").cumcount()
     table["image_id"] = [
-        ricord_image_id(_patient_suffix(p), s, i)
+        ricord_image_id(p, s, i)
         for p, s, i in zip(table.patient_id, table.study_uid, table.index_in_study)
     ]
     left_out = ~table.view.isin(views)
@@ -144,7 +142,7 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
         rejects.append(_reject(raw_path, "severity", "filtered", f"{raw_path}: view {view} is not in ingest.views {list(views)}"))
     table = table[~left_out]
     boxes = read_crop_boxes_if_any(raw)
-    tasks = [(raw / p, size, crop, boxes.get(i)) for p, i in zip(table.raw_path, table.image_id)]
+    tasks = [(raw / p, prep, boxes.get(i)) for p, i in zip(table.raw_path, table.image_id)]
     results = _map(_decode_dicom, tasks, workers, "ingest severity")
     decoded = [error is None for _, _, error in results]
     for (_, _, error), raw_path in zip(results, table.raw_path):
@@ -152,8 +150,8 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
             rejects.append(_reject(raw_path, "severity", "unreadable", error))
     hashes = [hashed or {} for _, hashed, _ in results]
     table = table.assign(png=[png for png, _, _ in results], source=source,
-                         pixel_sha256=[h.get("pixel_sha256") for h in hashes],
-                         phash=[h.get("phash") for h in hashes])[decoded]
+                         **{column: [h.get(column) for h in hashes]
+                            for column in schema.SEVERITY_HASH_COLUMNS})[decoded]
     table["image_path"] = SEVERITY_DIR + "/" + table["image_id"] + ".png"
     for image_path, png in zip(table.image_path, table.png):
         write_bytes(images / image_path, png)
@@ -161,7 +159,7 @@ def ingest_severity(raw: Path, images: Path, size: int, crop: float, workers: in
     return table[schema.SEVERITY_IMAGE_COLUMNS], rejects, len(files)
 
 
-def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: int,
+def ingest_pretrain(raw: Path, images: Path, prep: tuple, workers: int,
                     source: str) -> tuple[pd.DataFrame, list[dict], int]:
     listed = []
     for list_name, rel in schema.COVIDX_LISTS.items():
@@ -179,7 +177,7 @@ def ingest_pretrain(raw: Path, images: Path, size: int, crop: float, workers: in
     for raw_path in table.raw_path[absent]:
         rejects.append(_reject(raw_path, "pretrain", "filtered", f"{raw_path}: listed in COVIDx but not acquired"))
     table = table[[not a for a in absent]].reset_index(drop=True)
-    tasks = [(raw / p, size, crop) for p in table.raw_path]
+    tasks = [(raw / p, prep) for p in table.raw_path]
     results = _map(_decode_raster, tasks, workers, "ingest pretrain")
     keep = []
     for i, (png, shape, error) in enumerate(results):
@@ -208,9 +206,16 @@ def _check_rejects(rejects: list[dict], total: int, cohort: str, max_fraction: f
         )
 
 
+def preprocessing(ingest: dict) -> tuple[int, float, str]:
+    """(image_size, crop_top_fraction, square) of the ``ingest`` section: preprocess's arguments."""
+    square = str(ingest.get("square", "center_crop"))
+    if square not in SQUARE_MODES:
+        raise SystemExit(f"ingest: ingest.square must be one of {list(SQUARE_MODES)}, got {square!r}")
+    return int(ingest["image_size"]), float(ingest["crop_top_fraction"]), square
+
+
 def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None = None) -> dict:
-    size = int(params["ingest"]["image_size"])
-    crop = float(params["ingest"]["crop_top_fraction"])
+    prep = preprocessing(params["ingest"])
     max_fraction = float(params["ingest"]["max_reject_fraction"])
     source = params["data"]["source"]
     views = tuple(params["ingest"].get("views") or schema.VIEWS)
@@ -220,8 +225,8 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
                          f"(the task takes one frontal radiograph; laterals are always left out)")
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     images.mkdir(parents=True, exist_ok=True)
-    severity, rejects_s, n_s = ingest_severity(raw, images, size, crop, workers, source, views)
-    pretrain, rejects_p, n_p = ingest_pretrain(raw, images, size, crop, workers, source)
+    severity, rejects_s, n_s = ingest_severity(raw, images, prep, workers, source, views)
+    pretrain, rejects_p, n_p = ingest_pretrain(raw, images, prep, workers, source)
     rejects = pd.DataFrame(rejects_s + rejects_p, columns=schema.REJECT_COLUMNS)
     write_csv(tables / "rejects.csv", rejects, schema.REJECT_COLUMNS)
     _check_rejects(rejects_s, n_s, "severity", max_fraction)
@@ -236,8 +241,8 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
 def ingest_one(path: Path, out: Path, params: dict, box: tuple[int, int, int, int] | None = None) -> None:
     """Preprocess one radiograph exactly as the pipeline does (``box``: COVID-Net's crop box)."""
     display = read_any(path)
-    pixels = preprocess(display, int(params["ingest"]["image_size"]),
-                        float(params["ingest"]["crop_top_fraction"]), box)
+    size, crop, square = preprocessing(params["ingest"])
+    pixels = preprocess(display, size, crop, box, square)
     write_bytes(out, encode_png(pixels))
 
 

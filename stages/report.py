@@ -20,6 +20,7 @@ from stages.common.tracked import track, untrack
 from stages.evaluation.classification import METRICS
 from stages.reference import PAPER_FILE
 from stages.reference import paper as _paper_as_printed
+from stages.reference.consistency import TABLE3_KEYS, other_level, swap_level_names
 from stages.reporting.comparison import comparison_lines
 from stages.reporting.figures import write_figures
 from stages.tasks import LEVEL_NAMES as LEVELS
@@ -130,16 +131,21 @@ def agreement_lines(agreement: dict | None) -> list[str]:
 
 
 def leakage_lines(leakage: dict | None) -> list[str]:
-    """One sentence on validate's leakage audit (``metrics/leakage.json``), when it ran."""
+    """What validate's leakage audit (``metrics/leakage.json``) found, and, on the synthetic
+    source, how many of its planted copies it found."""
     if not leakage:
         return []
-    splits = "/".join(leakage["splits_audited"])
+    splits = "/".join(leakage["splits_guarded"])
+    planted = leakage.get("planted")
+    kinds = ", ".join(f"{kind} {c['found']}/{c['planted']}" for kind, c in (planted or {}).get("by_kind", {}).items())
     return [
-        f"Leakage audit (`validate.leakage: {leakage['mode']}`): {leakage['matched_severity_images']} of "
-        f"{leakage['severity_images_audited']} severity {splits} images were found in the pretraining "
-        f"cohort by patient id, file name, exact pixels or perceptual hash; "
-        f"{leakage['excluded_pretrain_images']} pretraining images were excluded "
-        f"(details in `reports/validation.md`).",
+        f"Leakage audit (`validate.leakage: {leakage['mode']}`): {leakage['matched_guarded_severity_images']} "
+        f"severity {splits} images were found in the pretraining cohort by patient id, file name, exact "
+        f"pixels or perceptual hash (whole, cropped to COVID-Net's box, mirrored); "
+        f"{leakage['excluded_pretrain_images']} pretraining images were excluded; "
+        f"{leakage['cross_split_pairs']} val/test images matched a severity train image"
+        + (f". Planted copies found: {planted['found']} of {planted['planted']} ({kinds})" if planted else "")
+        + " (details in `reports/validation.md`).",
         "",
     ]
 
@@ -164,7 +170,7 @@ def table2_lines(complexity: dict) -> list[str]:
             continue
         counted = row["parameters"][reference["parameters_compared"]]
         lines.append(
-            f"| {reference['label']} | {counted / 1e6:.2f} | {reference['parameters_m']} | "
+            f"| {zoo.label(model)} | {counted / 1e6:.2f} | {reference['parameters_m']} | "
             f"{_signed_pct(reference['parameters_difference'])} | {row['gflops']:.2f} | {reference['gflops']} | "
             f"{_signed_pct(reference['gflops_difference'])} | {reference['parameters_compared_means']} |")
     lines += ["", "All parameter counts of this run (backbone / head / total as trained here):", ""]
@@ -200,15 +206,12 @@ def table3_lines(evaluations: dict[str, dict], data: str, input_sizes: dict[str,
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, evaluation in evaluations.items():
-        label = zoo.label(model)
         intervals = (evaluation.get("confidence_intervals") or {}).get("intervals", {})
-        lines.append(f"| {label} | this run | " + " | ".join(
+        lines.append(f"| {zoo.label(model)} | this run | " + " | ".join(
             [_pct_ci(evaluation["sensitivity"][level], intervals.get("sensitivity", {}).get(level)) for level in LEVELS]
             + [_pct_ci(evaluation["ppv"][level], intervals.get("ppv", {}).get(level)) for level in LEVELS]
             + [_pct_ci(evaluation["accuracy"], intervals.get("accuracy"))]) + " |")
-        row = table3.get(model)
-        lines.append(f"| {label} | paper | " + " | ".join(_printed_pct(row[key]) if row else NO_PAPER for key in (
-            "sensitivity_level1", "sensitivity_level2", "ppv_level1", "ppv_level2", "accuracy")) + " |")
+        lines += paper_rows(model, table3.get(model), consistency)
     lines.append("")
     lines += consistency_lines(consistency)
     beyond = [metric for metric in METRICS if not metric.in_paper]
@@ -243,8 +246,36 @@ def _decimal_ci(value, interval: dict | None) -> str:
     return f"{value:.3f} ({interval['low']:.3f}-{interval['high']:.3f})"
 
 
+def paper_rows(model: str, row: dict | None, consistency: dict | None) -> list[str]:
+    """The paper's Table 3 row for ``model`` under the paper's name for it, as printed; and, when
+    ``metrics/paper_consistency.json`` finds that the row's counts fit only with the level names
+    swapped, the row again with Level 1 and Level 2 swapped back (accuracy unchanged)."""
+    name = zoo.paper_label(model)
+    if not row:
+        return [f"| {name} | paper | " + " | ".join(NO_PAPER for _ in TABLE3_KEYS) + " |"]
+    lines = [f"| {name} | paper | " + " | ".join(_printed_pct(row[key]) for key in TABLE3_KEYS) + " |"]
+    if level_names(consistency, model) == "swapped":
+        swapped = swap_level_names(row)
+        lines.append(f"| {name} | paper, level names swapped back | "
+                     + " | ".join(_printed_pct(swapped[key]) for key in TABLE3_KEYS) + " |")
+    return lines
+
+
+def level_names(consistency: dict | None, model: str):
+    """``as printed``, ``swapped`` (or a list of readings) for the paper's Table 3 row of ``model``,
+    from ``metrics/paper_consistency.json``; None without that file or row."""
+    return (((consistency or {}).get("table3_rows") or {}).get(model) or {}).get("level_names")
+
+
+def _figure(key: str) -> str:
+    """``sensitivity_level2`` -> ``Level 2 sensitivity``, ``ppv_level1`` -> ``Level 1 PPV``."""
+    metric, _, level = key.partition("_level")
+    metric = "PPV" if metric == "ppv" else metric
+    return f"Level {level} {metric}" if level else metric
+
+
 def consistency_lines(consistency: dict | None) -> list[str]:
-    """What ``paper_check`` found in the paper's own tables (``metrics/paper_consistency.json``)."""
+    """What stage ``paper_consistency`` found in the paper's own tables (``metrics/paper_consistency.json``)."""
     if not consistency:
         return []
     lines = ["Paper consistency (`metrics/paper_consistency.json`):", ""]
@@ -259,16 +290,40 @@ def consistency_lines(consistency: dict | None) -> list[str]:
         solutions = row["solutions"]
         counts = "; ".join(f"{s['true_level1']} / {s['true_level2']} true, TP {s['tp_level1']} / {s['tp_level2']}"
                            for s in solutions) or "none"
-        lines.append(f"- {zoo.label(model)}: whole counts on {consistency['test_images']} images "
+        lines.append(f"- {zoo.paper_label(model)} (paper): whole counts on {consistency['test_images']} images "
                      f"fitting every printed figure (Level 1 / Level 2): {counts}; level names "
                      f"{row['level_names'] if isinstance(row['level_names'], str) else ', '.join(row['level_names'])}.")
     for key, claim in consistency["text_claims"].items():
         if not claim["fits"]:
-            lines.append(f"- The text gives {key.replace('.', ' ')} as {claim['text']}%; Table 4 gives "
-                         f"{claim['from_table4']}%" + (" (the text's figure is the other level's)."
-                                                       if claim["fits_other_level"] else "."))
-    lines += ["", "Baseline rows are therefore shown as printed and are not comparable level by level.", ""]
-    return lines
+            model, _, figure = key.partition(".")
+            lines.append(f"- The text gives {zoo.paper_label(model)}'s {_figure(figure)} as {claim['text']}%; "
+                         f"Table 4 gives {claim['from_table4']}%"
+                         + (f" (the text's figure is the {_figure(other_level(figure))})."
+                            if claim["fits_other_level"] else "."))
+    return lines + [""] + swapped_back_lines(consistency)
+
+
+def _names(models: list[str]) -> str:
+    """``CheXNet``, ``CheXNet and ResNet-50``: the paper's names for ``models``."""
+    names = [zoo.paper_label(m) for m in zoo.ordered(models)]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def swapped_back_lines(consistency: dict) -> list[str]:
+    """Why Table 3 shows some of the paper's rows twice: as printed and with the level names swapped back."""
+    rows = consistency["table3_rows"]
+    swapped = [model for model in rows if level_names(consistency, model) == "swapped"]
+    if not swapped:
+        return []
+    as_printed = [model for model in rows if level_names(consistency, model) == "as printed"]
+    test_level1 = consistency["test_level1_images"]
+    one = len(swapped) == 1
+    return [f"The paper's {_names(swapped)} row{'' if one else 's'} {'is' if one else 'are'} shown as printed, "
+            "not comparable level by level, and again with the level names swapped back (Level 1 and Level 2 "
+            f"exchanged in sensitivity and PPV, accuracy unchanged): read so, {'it fits' if one else 'they fit'} "
+            f"the test set's {test_level1} Level 1 and {consistency['test_images'] - test_level1} Level 2 images"
+            + (f", as the {_names(as_printed)} row{'' if len(as_printed) == 1 else 's'} "
+               f"{'does' if len(as_printed) == 1 else 'do'} as printed." if as_printed else "."), ""]
 
 
 def table4_lines(evaluation: dict, data: str) -> list[str]:
@@ -291,8 +346,8 @@ def training_lines(metrics: Path, finetunes: dict[str, dict], data: str) -> list
     for model, finetune in finetunes.items():
         pretrain = _load(metrics, f"models/{model}/pretrain.json")
         lines.append(
-            f"- {zoo.label(model)} (`{model}`, {finetune['input_size']} px input, "
-            f"{finetune['parameters']:,} parameters): pretraining on {pretrain['train_images']} images for "
+            f"- {zoo.label(model)}, `{model}`: {finetune['input_size']} px input, "
+            f"{finetune['parameters']:,} parameters; pretraining on {pretrain['train_images']} images for "
             f"{pretrain['epochs']} epochs, held-out accuracy {_pct(pretrain['test']['accuracy'])} on "
             f"{pretrain['test']['n']} images; fine-tuning on {finetune['train_images']} train / "
             f"{finetune['val_images']} val images, {finetune['transferred_layers']} backbone layers "
@@ -407,7 +462,7 @@ def readme_text(results: Results) -> str:
             lines.append(f"| {zoo.label(model)} | {row['parameters']['total'] / 1e6:.2f} | {NO_PAPER} | "
                          f"{row['gflops']:.2f} | {NO_PAPER} |")
             continue
-        lines.append(f"| {printed['label']} | {row['parameters'][printed['parameters_compared']] / 1e6:.2f} | "
+        lines.append(f"| {zoo.label(model)} | {row['parameters'][printed['parameters_compared']] / 1e6:.2f} | "
                      f"{printed['parameters_m']} | {row['gflops']:.2f} | {printed['gflops']} |")
     return "\n".join(lines + [""])
 

@@ -58,6 +58,8 @@ PATIENT_SEXES = ("M", "F", "O")  # DICOM PatientSex codes the image table keeps 
 VIEWS = ("AP", "PA", "UNKNOWN")  # views the image table may hold (``ingest.views`` picks among them)
 DICOM_VIEWS = VIEWS + ("LATERAL",)  # what the DICOM reader reports; laterals are always left out
 SPLITS = ("train", "val", "test")
+# The leakage audit's hashes of a severity image, as ingest writes them (stages.ingest.severity_hashes).
+SEVERITY_HASH_COLUMNS = ("pixel_sha256", "phash", "phash_cropped", "phash_mirrored")
 # How each data source is named in every heading that shows its numbers: one entry per source of
 # ``stages.sources.SOURCES``, which takes its titles from here (every stage reads this module).
 SOURCE_TITLES = {
@@ -88,6 +90,8 @@ SEVERITY_IMAGE_COLUMNS = [
     "source",
     "pixel_sha256",  # sha256 of the 8-bit display pixels (stages.imaging.hashing)
     "phash",  # perceptual DCT hash, hex (catches resized or re-encoded copies)
+    "phash_cropped",  # phash after COVID-Net's crop box (= phash when the image has none)
+    "phash_mirrored",  # phash of the image mirrored left-right (catches flipped copies)
     "patient_age_years",  # from PatientAge, whole years; 90 means 90 or older (HIPAA); empty: unknown
     "patient_sex",  # M | F | O; empty: absent or another value
 ]
@@ -135,6 +139,13 @@ SPLIT_COLUMNS = ["image_id", "patient_id", "split", "airspace_level", "image_pat
 # (same columns); the pretraining stage reads only this table.
 PRETRAIN_AUDITED_TABLE = "pretrain_audited.csv"
 # validate -> leakage matches: one row per (severity image, pretraining image) pair that matched.
-LEAKAGE_METHODS = ("patient_id", "filename", "pixel_sha256", "phash")
+# A method names what matched: the patient, the file name, the exact pixels, or a severity hash
+# (whole, cropped by COVID-Net's box, mirrored) within validate.phash_max_distance of the other image's.
+LEAKAGE_METHODS = ("patient_id", "filename", "pixel_sha256", "phash", "phash_cropped", "phash_mirrored")
 LEAKAGE_MATCH_COLUMNS = ["severity_image_id", "severity_split", "pretrain_image_id", "pretrain_list",
                          "methods", "phash_distance"]
+# validate -> leakage cross-split matches: a severity val/test image and a severity train image that
+# share a patient or content.
+CROSS_SPLIT_MATCH_COLUMNS = ["image_id", "split", "train_image_id", "methods", "phash_distance"]
+# synthetic source -> the disguised copies of severity images it planted in the pretraining cohort.
+PLANTED_LEAKS = "synthetic_truth/planted_leaks.csv"

@@ -14,15 +14,14 @@ Counts per split and level (images and patients) go to ``metrics/split.json``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from stages import schema
+from stages.common.cli import stage_arguments
 from stages.common.io import read_table, write_csv, write_json
-from stages.common.params import load_params
 from stages.sources.covidnet_files import read_severity_list
 
 MODES = ("patient_disjoint", "reference")
@@ -161,13 +160,8 @@ def run(raw: Path, tables: Path, params: dict) -> tuple[pd.DataFrame, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/split.json"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+    args, params = stage_arguments(__doc__, argv, raw=Path("data/raw"), tables=Path("data/tables"),
+                                   metrics=Path("metrics/split.json"))
     table, summary = run(args.raw, args.tables, params["split"])
     write_csv(args.tables / "split.csv", table, schema.SPLIT_COLUMNS)
     write_json(args.metrics, {"data_source": params["data"]["source"], **summary})

@@ -14,15 +14,14 @@ stage reads; otherwise it removes it and exits non-zero, so ``dvc repro`` stops 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from stages import schema
+from stages.common.cli import stage_arguments
 from stages.common.io import read_table, write_csv, write_json, write_text
-from stages.common.params import load_params
 from stages.reference import paper
 from stages.validation import leakage, summary
 from stages.validation.suites import SUITE_NAMES, Inputs, ValidationFailed, failure_lines, run_all
@@ -80,9 +79,28 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def leakage_line(audit: dict[str, Any]) -> str:
+    planted = audit.get("planted")
+    found = f"; planted copies found: {planted['found']} of {planted['planted']}" if planted else ""
     return (f"validate: leakage audit ({audit['mode']}): {audit['matched_severity_images']} of "
-            f"{audit['severity_images_audited']} severity {'/'.join(audit['splits_audited'])} images "
-            f"found in pretraining, {audit['excluded_pretrain_images']} pretraining images excluded")
+            f"{audit['severity_images_audited']} severity images found in pretraining "
+            f"({audit['matched_guarded_severity_images']} of them {'/'.join(audit['splits_guarded'])}), "
+            f"{audit['excluded_pretrain_images']} pretraining images excluded, "
+            f"{audit['cross_split_pairs']} val/test-train pairs{found}")
+
+
+def leakage_audit(tables: dict[str, pd.DataFrame], raw: Path, settings: leakage.AuditSettings) -> leakage.AuditResult:
+    """The audit, scored against the synthetic source's planted copies when there are any."""
+    try:
+        result = leakage.audit(tables["split"], tables["severity_images"], tables["pretrain_images"], settings)
+    except leakage.MissingHashes as err:
+        raise SystemExit(f"validate: {err}") from None
+    planted_path = raw / schema.PLANTED_LEAKS
+    if planted_path.exists():
+        planted = read_table(planted_path)
+        if len(planted):
+            result.summary["planted"] = leakage.score_planted(
+                planted, result.matches, tables["severity_images"], tables["pretrain_images"])
+    return result
 
 
 def run(tables_dir: Path, images: Path, raw: Path, out: Path, leakage_path: Path, report: Path,
@@ -97,8 +115,7 @@ def run(tables_dir: Path, images: Path, raw: Path, out: Path, leakage_path: Path
     inputs = Inputs(images=images, raw=raw,
                     paper_cohort=paper()["cohort"] if wants_paper_cohort(params) else None)
     results = run_all(tables, settings, inputs)
-    audit = leakage.audit(tables["split"], tables["severity_images"], tables["pretrain_images"],
-                          audit_settings)
+    audit = leakage_audit(tables, raw, audit_settings)
     for stale in out.glob("*.json") if out.is_dir() else []:
         if stale.stem not in results:  # e.g. paper_cohort.json of an earlier ricord run
             stale.unlink()
@@ -122,17 +139,10 @@ def run(tables_dir: Path, images: Path, raw: Path, out: Path, leakage_path: Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tables", type=Path, default=Path("data/tables"))
-    parser.add_argument("--images", type=Path, default=Path("data/images"))
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("metrics/validation"))
-    parser.add_argument("--leakage", type=Path, default=Path("metrics/leakage.json"))
-    parser.add_argument("--report", type=Path, default=Path("reports/validation.md"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    run(args.tables, args.images, args.raw, args.out, args.leakage, args.report, load_params(args.params))
+    args, params = stage_arguments(__doc__, argv, tables=Path("data/tables"), images=Path("data/images"),
+                                   raw=Path("data/raw"), out=Path("metrics/validation"),
+                                   leakage=Path("metrics/leakage.json"), report=Path("reports/validation.md"))
+    run(args.tables, args.images, args.raw, args.out, args.leakage, args.report, params)
 
 
 if __name__ == "__main__":

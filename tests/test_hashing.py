@@ -88,3 +88,23 @@ def test_cohen_duplicate_is_found_and_nothing_else(shared_data: Path) -> None:
     distances = hamming_matrix(hashes, hashes)
     pairs = {(names[i], names[j]) for i, j in zip(*np.nonzero(distances <= THRESHOLD)) if i < j}
     assert pairs == {("E63574A7-4188-4C8D-8D17-9D67A18A1AFA.jpeg", "F4341CE7-73C9-45C6-99C8-8567A5484B63.jpeg")}
+
+
+def test_an_8_bit_export_of_a_display_has_its_exact_pixel_hash(tmp_path):
+    """A PNG written from a float32 display (as ingest and any exporter write one) hashes like the
+    display itself: the hash rounds to 8 bits the same way, also for pixels half-way between levels."""
+    from PIL import Image
+
+    from stages.dicomio.read import read_raster
+    from stages.imaging.preprocess import to_uint8
+
+    # Every float32 within 4 ulps of a half-way point (k + 0.5) / 255: where float32 and float64
+    # arithmetic can round to different levels.
+    halves = np.array([(k + 0.5) / 255 for k in range(255)], dtype=np.float32)
+    near, up, down = [halves], halves, halves
+    for _ in range(4):
+        up, down = np.nextafter(up, np.float32(1)), np.nextafter(down, np.float32(0))
+        near += [up, down]
+    display = np.concatenate([np.float32([0.0, 1.0]), *near]).reshape(1, -1)  # full range: no stretch
+    Image.fromarray(to_uint8(display)).save(tmp_path / "export.png")
+    assert pixel_sha256(read_raster(tmp_path / "export.png")) == pixel_sha256(display)

@@ -181,3 +181,32 @@ def test_covidx_images_acquire_reported_missing_are_left_out(raw, tmp_path):
     assert rejects.to_dict("records") == [{
         "raw_path": f"{schema.COVIDX_IMAGES_DIR}/{victim.name}", "cohort": "pretrain", "kind": "filtered",
         "reason": f"{schema.COVIDX_IMAGES_DIR}/{victim.name}: listed in COVIDx but not acquired"}]
+
+
+def test_phantom_crop_boxes_name_the_images_ingest_numbers(tmp_path):
+    """The phantom's ricord_data_set.txt is keyed by COVID-Net image ids; ingest must give each box
+    to the file the phantom planned it for (a truncated file with a readable header is numbered too),
+    and hash each image whole, in its box and mirrored."""
+    from stages.imaging.hashing import perceptual_hash
+    from stages.imaging.preprocess import crop_box
+    from stages.sources.covidnet_files import read_crop_boxes
+    from stages.sources.phantom.crop_boxes import plan_boxes
+    from stages.sources.phantom.ricord import plan_ricord
+
+    config = {**TINY_CONFIG, "n_corrupt_files": 2, "crop_box_fraction": 0.5}
+    raw = tmp_path / "raw"
+    phantom.generate(raw, config)
+    ingest.run(raw, tmp_path / "images", tmp_path / "tables", PARAMS, workers=1)
+    severity = pd.read_csv(tmp_path / "tables/severity_images.csv", dtype=str)
+    _, studies = plan_ricord(config)
+    planned = plan_boxes(config, [image for study in studies for image in study.images])
+    written = {row.image_id: (row.xmin, row.ymin, row.xmax, row.ymax)
+               for row in read_crop_boxes(raw / schema.RICORD_CROP_BOXES).itertuples()}
+    assert written and len(written) == sum(box is not None for box in planned.values())
+    for row in severity.itertuples():
+        box = planned[row.raw_path]
+        assert written.get(row.image_id) == box
+        display, _ = ingest.read_dicom(raw / row.raw_path)
+        assert row.phash_cropped == perceptual_hash(crop_box(display, box) if box else display)
+        assert row.phash_mirrored == perceptual_hash(display[:, ::-1])
+        assert (row.phash_cropped != row.phash) == (box is not None)

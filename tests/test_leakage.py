@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +12,25 @@ from PIL import Image
 
 from stages import schema
 from stages.dicomio.read import read_raster
-from stages.ingest import content_hashes
+from stages.ingest import content_hashes, severity_hashes
 from stages.sources.covidnet_files import read_severity_list
 from stages.sources.covidx import read_covidx_list
 from stages.sources.phantom import render_chest
-from stages.validation.leakage import AuditSettings, audit, failure_message, name_key, patient_key
+from stages.imaging.hashing import hamming
+from stages.validation.leakage import (
+    AuditSettings,
+    MissingHashes,
+    audit,
+    failure_message,
+    name_key,
+    patient_key,
+    score_planted,
+)
 
 
 def written(display: np.ndarray, path: Path, scale: float = 1.0, quality: int | None = None) -> dict:
-    """Save an 8-bit copy (optionally resized, optionally JPEG) and hash it as ingest would."""
+    """Save an 8-bit copy (optionally resized, optionally JPEG) and hash it as ingest hashes a
+    pretraining image."""
     image = Image.fromarray(np.rint(display * 255).astype(np.uint8))
     if scale != 1.0:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
@@ -27,15 +38,28 @@ def written(display: np.ndarray, path: Path, scale: float = 1.0, quality: int | 
     return content_hashes(read_raster(path))
 
 
+def as_severity(display: np.ndarray, path: Path, box: tuple[int, int, int, int] | None = None) -> dict:
+    """Save as PNG and hash it as ingest hashes a severity image (whole, in its box, mirrored)."""
+    Image.fromarray(np.rint(display * 255).astype(np.uint8)).save(path)
+    return severity_hashes(read_raster(path), box)
+
+
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> dict[str, dict]:
-    """Hashes of four severity phantoms and of copies of them, as ingest computes them."""
+def displays() -> dict[int, np.ndarray]:
+    return {i: render_chest(np.random.default_rng(100 + i), (i % 6,), 400 + 10 * i, 380) for i in range(6)}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, displays) -> dict[str, dict]:
+    """Hashes of six severity phantoms and of copies of them, as ingest computes them."""
     folder = tmp_path_factory.mktemp("leak")
-    displays = {i: render_chest(np.random.default_rng(100 + i), (i % 6,), 400 + 10 * i, 380) for i in range(6)}
-    hashes = {f"s{i}": written(displays[i], folder / f"s{i}.png") for i in displays}
+    hashes = {f"s{i}": as_severity(displays[i], folder / f"s{i}.png") for i in displays}
     # The issue's case: a test image re-encoded as JPEG and resized.
     hashes["jpeg_copy_of_s0"] = written(displays[0], folder / "copy0.jpg", scale=0.6, quality=75)
     hashes["png_copy_of_s1"] = written(displays[1], folder / "copy1.png")  # same pixels, new name
+    hashes["copy_of_s3"] = written(displays[3], folder / "copy3.png")
+    hashes["copy_of_s4"] = written(displays[4], folder / "copy4.png")
+    hashes["copy_of_s5"] = written(displays[5], folder / "copy5.png")
     hashes["other"] = written(render_chest(np.random.default_rng(7), (), 400, 380), folder / "o.png")
     return hashes
 
@@ -62,9 +86,9 @@ def pretrain_table(images: dict[str, dict]) -> pd.DataFrame:
         pretrain_row("p_jpeg", "x1", "p_jpeg.jpg", images["jpeg_copy_of_s0"]),  # content only
         pretrain_row("p_png", "x2", "p_png.png", images["png_copy_of_s1"]),  # exact pixels
         pretrain_row("p_patient", "419639-000003", "p_patient.png", images["other"]),  # patient of s2
-        pretrain_row("s2", "x4", "s2.png", images["s5"], list_name="test"),  # file name of s2, test list
-        pretrain_row("p_train_copy", "x5", "p_train_copy.png", images["s3"]),  # s3 is a train image
-        pretrain_row("p_clean", "x6", "p_clean.png", images["s4"]),
+        pretrain_row("s2", "x4", "s2.png", images["copy_of_s5"], list_name="test"),  # file name of s2, test list
+        pretrain_row("p_train_copy", "x5", "p_train_copy.png", images["copy_of_s3"]),  # s3 is a train image
+        pretrain_row("p_clean", "x6", "p_clean.png", images["copy_of_s4"]),
     ])
 
 
@@ -80,11 +104,13 @@ def test_each_method_finds_its_leak(images: dict) -> None:
         ("s1", "p_png"): "pixel_sha256;phash",
         ("s2", "p_patient"): "patient_id",
         ("s2", "s2"): "filename",
+        ("s3", "p_train_copy"): "pixel_sha256;phash",  # a train image: recorded, not leakage
     }
     summary = result.summary
-    assert summary["by_method"]["phash"] == {"pairs": 2, "severity_images": 2, "pretrain_images": 2}
-    assert summary["by_method"]["pixel_sha256"]["pairs"] == 1
-    assert summary["matched_severity_images_by_split"] == {"test": 2, "val": 1}
+    assert summary["by_method"]["phash"] == {"pairs": 3, "severity_images": 3, "pretrain_images": 3}
+    assert summary["by_method"]["pixel_sha256"]["pairs"] == 2
+    assert summary["matched_severity_images_by_split"] == {"train": 1, "val": 1, "test": 2}
+    assert summary["matched_guarded_severity_images"] == 3
     jpeg = result.matches.set_index("pretrain_image_id").loc["p_jpeg"]
     assert 0 < jpeg.phash_distance <= 16
 
@@ -106,7 +132,7 @@ def test_report_keeps_everything_and_fail_names_the_pairs(images: dict) -> None:
     pretrain = pretrain_table(images)
     report = audit(split, severity, pretrain, AuditSettings(mode="report"))
     assert len(report.audited_pretrain) == len(pretrain) and report.summary["excluded"] == []
-    assert report.summary["matched_pairs"] == 4
+    assert report.summary["matched_pairs"] == 5
     fail = audit(split, severity, pretrain, AuditSettings(mode="fail"))
     message = failure_message(fail)
     assert message.startswith("leakage audit: 3 severity test/val images are in the pretraining train list")
@@ -117,17 +143,20 @@ def test_clean_cohort_passes_fail_mode(images: dict) -> None:
     split, severity = severity_tables(images)
     clean = pretrain_table(images).query("image_id in ['p_clean', 'p_train_copy']")
     result = audit(split, severity, clean, AuditSettings(mode="fail"))
-    assert result.summary["matched_pairs"] == 0 and failure_message(result) is None
+    # Only the copy of the train image s3 matches: recorded, and no reason to stop.
+    assert result.summary["matched_pairs"] == 1 and failure_message(result) is None
 
 
 def test_audited_splits_are_a_setting(images: dict) -> None:
     split, severity = severity_tables(images)
     result = audit(split, severity, pretrain_table(images), AuditSettings(splits=("test",)))
-    assert {s for s, _ in matched(result)} == {"s0", "s1"}
+    # Every split is matched; only the guarded one's matches are excluded.
+    assert {s for s, _ in matched(result)} == {"s0", "s1", "s2", "s3"}
+    assert result.summary["excluded"] == ["p_jpeg", "p_png"]
 
 
 def test_settings_are_checked() -> None:
-    assert AuditSettings.from_params({}) == AuditSettings("exclude", ("test", "val"), 16)
+    assert AuditSettings.from_params({}) == AuditSettings("exclude", ("test", "val"), 24)
     with pytest.raises(ValueError, match="validate.leakage must be one of"):
         AuditSettings.from_params({"leakage": "drop"})
     with pytest.raises(ValueError, match="validate.leakage_splits: unknown splits \\['holdout'\\]"):
@@ -143,6 +172,10 @@ def test_keys() -> None:
     assert name_key("COVID(1).jpeg") == "COVID(1)" and name_key("") is None
 
 
+def fake_hash(name: str, kind: str) -> str:
+    return hashlib.sha256(f"{kind}:{name}".encode()).hexdigest()
+
+
 def test_published_lists_share_91_test_images_by_file_name(shared_data: Path) -> None:
     """COVID-Net CXR-S's 150 test images against COVIDx 8B's training list (no pixels needed)."""
     test = read_severity_list(shared_data / "ricord-covidnet" / "test_COVIDxSev.txt")
@@ -150,7 +183,11 @@ def test_published_lists_share_91_test_images_by_file_name(shared_data: Path) ->
                           "split": "test"})
     covidx = read_covidx_list(shared_data / "covidx" / "train_COVIDx8B.txt").assign(list="train")
     covidx["image_id"] = covidx.filename.map(name_key)
-    result = audit(split, split[["image_id"]], covidx, AuditSettings())
+    # No pixels here: every image gets its own made-up hashes (256 random bits are ~128 apart).
+    severity = split[["image_id"]].assign(**{c: [fake_hash(i, c) for i in split.image_id]
+                                             for c in schema.SEVERITY_HASH_COLUMNS})
+    covidx = covidx.assign(**{c: [fake_hash(f, c) for f in covidx.filename] for c in ("pixel_sha256", "phash")})
+    result = audit(split, severity, covidx, AuditSettings())
     by_method = result.summary["by_method"]
     assert by_method["filename"] == {"pairs": 91, "severity_images": 91, "pretrain_images": 91}
     # The 91 come from 9 of the 68 test patients, and those patients have no other COVIDx images.
@@ -167,3 +204,95 @@ def test_matches_table_has_the_schema_columns(images: dict) -> None:
     result = audit(split, severity, pretrain_table(images), AuditSettings())
     assert list(result.matches.columns) == schema.LEAKAGE_MATCH_COLUMNS
     assert list(result.summary["matches"][0]) == schema.LEAKAGE_MATCH_COLUMNS
+
+
+# --- copies the whole-image hash misses: crops, flips; missing hashes; the severity cohort itself ---
+
+BOX = (30, 40, 350, 390)  # xmin ymin xmax ymax: a COVID-Net-style crop of a 380x400 image
+
+
+def crop_case(displays: dict, folder: Path, box) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """s0 (test) has a crop box; the pretraining list holds s0 cut to that box, and s1 (val)
+    mirrored, under new names and patients."""
+    severity = {"s0": as_severity(displays[0], folder / "s0.png", box),
+                "s1": as_severity(displays[1], folder / "s1.png")}
+    y0, y1, x0, x1 = BOX[1], BOX[3], BOX[0], BOX[2]
+    cropped = written(displays[0][y0:y1, x0:x1], folder / "crop.png")
+    flipped = written(np.fliplr(displays[1]), folder / "flip.png")
+    split = pd.DataFrame([{"image_id": i, "patient_id": f"P{i}", "split": s, "airspace_level": 1,
+                           "image_path": f"severity/{i}.png"} for i, s in (("s0", "test"), ("s1", "val"))])
+    images = pd.DataFrame([{"image_id": i, "patient_id": f"P{i}", **h} for i, h in severity.items()])
+    pretrain = pd.DataFrame([pretrain_row("p_crop", "x1", "p_crop.png", cropped),
+                             pretrain_row("p_flip", "x2", "p_flip.png", flipped)])
+    return split, images, pretrain
+
+
+def test_crop_and_flip_are_found_by_their_own_hashes(displays: dict, tmp_path: Path) -> None:
+    split, images, pretrain = crop_case(displays, tmp_path, BOX)
+    result = audit(split, images, pretrain, AuditSettings())
+    assert matched(result) == {("s0", "p_crop"): "phash_cropped", ("s1", "p_flip"): "phash_mirrored"}
+    assert result.summary["excluded"] == ["p_crop", "p_flip"]
+
+
+def test_without_the_crop_aware_hash_the_crop_escapes(displays: dict, tmp_path: Path) -> None:
+    """The same case hashed without the box (phash_cropped = the whole image's hash): the
+    cropped copy is too far from the whole image for any method."""
+    split, images, pretrain = crop_case(displays, tmp_path, None)
+    result = audit(split, images, pretrain, AuditSettings())
+    assert matched(result) == {("s1", "p_flip"): "phash_mirrored"}
+    whole = images.set_index("image_id").loc["s0", "phash"]
+    assert hamming(whole, pretrain.set_index("image_id").loc["p_crop", "phash"]) > 16
+
+
+def test_a_missing_hash_is_an_error_naming_the_images(images: dict) -> None:
+    split, severity = severity_tables(images)
+    severity.loc[severity.image_id == "s2", "phash_mirrored"] = None
+    with pytest.raises(MissingHashes, match="severity_images.csv: phash_mirrored missing for 1 image.*s2"):
+        audit(split, severity, pretrain_table(images), AuditSettings())
+    pretrain = pretrain_table(images).drop(columns="phash")
+    _, severity = severity_tables(images)
+    with pytest.raises(MissingHashes, match="pretrain_images.csv: phash missing for 6 image"):
+        audit(split, severity, pretrain, AuditSettings())
+
+
+def test_severity_val_test_images_are_audited_against_train(images: dict) -> None:
+    """s2 (val) gets the pixels of s3 (train), and s1 (test) the patient of s3."""
+    split, severity = severity_tables(images)
+    hashes = list(schema.SEVERITY_HASH_COLUMNS)
+    severity.loc[severity.image_id == "s2", hashes] = severity.loc[severity.image_id == "s3", hashes].to_numpy()
+    split.loc[split.image_id == "s1", "patient_id"] = "MIDRC-RICORD-1C-419639-000004"
+    severity.loc[severity.image_id == "s1", "patient_id"] = "MIDRC-RICORD-1C-419639-000004"
+    result = audit(split, severity, pretrain_table(images).iloc[:0], AuditSettings(mode="fail"))
+    pairs = {(m["image_id"], m["train_image_id"]): m["methods"] for m in result.summary["cross_split_matches"]}
+    assert pairs == {("s1", "s3"): "patient_id", ("s2", "s3"): "pixel_sha256;phash"}
+    assert "2 severity val/test images match a severity train image" in failure_message(result)
+    clean = audit(*severity_tables(images), pretrain_table(images), AuditSettings(mode="fail"))
+    assert clean.summary["cross_split_pairs"] == 0 and clean.cross_split.empty
+
+
+def test_planted_copies_are_scored_by_kind() -> None:
+    matches = pd.DataFrame({"severity_image_id": ["a", "b"], "pretrain_image_id": ["pa", "px"],
+                            "methods": ["phash", "phash"]})
+    severity = pd.DataFrame({"image_id": ["a", "b"], "raw_path": ["ra.dcm", "rb.dcm"]})
+    pretrain = pd.DataFrame({"image_id": ["pa", "pb"], "filename": ["fa.png", "fb.png"]})
+    planted = pd.DataFrame({"filename": ["fa.png", "fb.png"], "kind": ["flipped", "cropped"],
+                            "source_raw_path": ["ra.dcm", "rb.dcm"]})
+    score = score_planted(planted, matches, severity, pretrain)
+    assert score["planted"] == 2 and score["found"] == 1
+    assert score["by_kind"] == {"cropped": {"planted": 1, "found": 0}, "flipped": {"planted": 1, "found": 1}}
+    assert score["missed"] == [{"filename": "fb.png", "kind": "cropped", "severity_image_id": "b",
+                                "pretrain_image_id": "pb"}]
+
+
+def test_nearest_unmatched_distance_is_the_closest_pair_left_unmatched(images: dict) -> None:
+    """Oracle: the minimum over every (severity hash, pretraining phash) distance of the pairs that
+    did not match, by brute force with :func:`hamming`."""
+    split, severity = severity_tables(images)
+    pretrain = pretrain_table(images)
+    result = audit(split, severity, pretrain, AuditSettings())
+    matched_pairs = set(matched(result))
+    expected = min(hamming(s[column], p["phash"])
+                   for s in severity.to_dict("records") for p in pretrain.to_dict("records")
+                   if (s["image_id"], p["image_id"]) not in matched_pairs
+                   for column in ("phash", "phash_cropped", "phash_mirrored"))
+    assert result.summary["nearest_unmatched_phash_distance"] == expected > 16

@@ -239,28 +239,47 @@ def test_no_corrupt_files_by_default(tmp_path: Path) -> None:
 
 
 def test_planted_leaks_are_disguised_copies(tmp_path: Path) -> None:
-    """plant_leaks copies severity images into the COVIDx train list, renamed, shrunk, as JPEG."""
+    """plant_leaks copies severity images into the COVIDx train list under new names and patients,
+    one kind after another, each pixel change checked against the source DICOM as decoded."""
     from stages.dicomio.read import read_dicom, read_raster
     from stages.imaging.hashing import hamming, perceptual_hash, pixel_sha256
+    from stages.imaging.preprocess import to_uint8
+    from stages.sources.covidnet_files import read_crop_boxes
 
-    out_dir = _generate(tmp_path, "leaky", n_patients=4, n_pretrain=6, n_corrupt_files=0, plant_leaks=3)
+    out_dir = _generate(tmp_path, "leaky", n_patients=10, n_pretrain=6, n_corrupt_files=0, plant_leaks=5,
+                        crop_box_fraction=0.5)
     leaks = _read_csv(out_dir / schema.SYNTHETIC_TRUTH_DIR / "planted_leaks.csv")
-    assert len(leaks) == 3
-    assert json.loads((out_dir / schema.SOURCE_MANIFEST).read_text())["counts"]["planted_leaks"] == 3
+    assert [leak["kind"] for leak in leaks] == ["copy", "rescaled", "rewindowed", "cropped", "flipped"]
+    assert json.loads((out_dir / schema.SOURCE_MANIFEST).read_text())["counts"]["planted_leaks"] == 5
     train = covidx.read_covidx_list(out_dir / schema.COVIDX_LISTS["train"])
     severity_patients = {row["patient_id"] for row in _read_csv(out_dir / schema.SYNTHETIC_TRUTH_DIR / "ricord_images.csv")}
+    boxes = read_crop_boxes(out_dir / schema.RICORD_CROP_BOXES)
+    assert len({leak["source_raw_path"] for leak in leaks}) == 5  # five different sources
     for leak in leaks:
         listed = train[train.filename == leak["filename"]]
         assert list(listed.label) == ["positive"] and list(listed.patient_id) == [leak["patient_id"]]
         assert leak["patient_id"] not in severity_patients and leak["source_patient_id"] in severity_patients
         copy_path = out_dir / schema.COVIDX_IMAGES_DIR / leak["filename"]
-        with Image.open(copy_path) as image:
-            assert image.format == "JPEG"
-        source, _ = read_dicom(out_dir / leak["source_raw_path"])
-        copy = read_raster(copy_path)
-        assert copy.shape == tuple(round(n * float(leak["scale"])) for n in source.shape)
-        assert pixel_sha256(copy) != pixel_sha256(source)
-        assert hamming(perceptual_hash(copy), perceptual_hash(source)) <= 16
+        source = to_uint8(read_dicom(out_dir / leak["source_raw_path"])[0])
+        copy = to_uint8(read_raster(copy_path))
+        kind = leak["kind"]
+        if kind == "copy":
+            assert np.array_equal(copy, source)
+        elif kind == "rescaled":
+            with Image.open(copy_path) as image:
+                assert image.format == "JPEG"
+            scale = float(leak["detail"].split(",")[0].split()[1])
+            assert copy.shape == tuple(round(n * scale) for n in source.shape)
+            assert hamming(perceptual_hash(copy / 255.0), perceptual_hash(source / 255.0)) <= 16
+        elif kind == "rewindowed":
+            assert copy.shape == source.shape and pixel_sha256(copy / 255.0) != pixel_sha256(source / 255.0)
+            assert hamming(perceptual_hash(copy / 255.0), perceptual_hash(source / 255.0)) <= 16
+        elif kind == "cropped":
+            xmin, ymin, xmax, ymax = (int(v) for v in leak["detail"].split()[1:])
+            assert [xmin, ymin, xmax, ymax] in boxes[["xmin", "ymin", "xmax", "ymax"]].to_numpy().tolist()
+            assert np.array_equal(copy, source[ymin:ymax, xmin:xmax])
+        else:
+            assert np.array_equal(copy, source[:, ::-1])
     with pytest.raises(ValueError, match="plant_leaks=500"):
         phantom.generate(tmp_path / "too_many", {**TINY_CONFIG, "n_patients": 2, "plant_leaks": 500})
     assert not (tmp_path / "too_many").exists()  # refused before anything was written

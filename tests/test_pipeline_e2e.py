@@ -21,14 +21,14 @@ from stages.checks.reproduce import dvc
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_check", "pretrain", "finetune", "evaluate", "compare",
-          "report"]
+STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_consistency", "pretrain", "finetune",
+          "evaluate", "compare", "report"]
 PER_MODEL = ["pretrain", "finetune", "evaluate"]
 DATA_STAGES = ["acquire", "ingest", "group", "split", "validate"]
 TARGET = "validate"  # the last data stage; the model stages run in test_reproduce.py
 
 TINY = {
-    # Planted leaks: severity images copied, renamed and re-encoded into the pretraining list.
+    # Planted leaks: severity images copied, renamed and disguised into the pretraining list.
     "synthetic": {"n_patients": 30, "n_pretrain": 60, "n_corrupt_files": 1, "plant_leaks": 12},
     "ingest": {"max_reject_fraction": 0.2, "image_size": 32},
     "validate": {"min_images_per_level_per_split": 1},
@@ -78,19 +78,28 @@ def test_corrupt_file_recorded_in_rejects(tiny_project):
 
 
 def test_planted_leaks_are_found_and_kept_out_of_pretraining(tiny_project):
-    """Exactly the planted copies of test/val images are found (by content alone) and excluded."""
+    """Every planted copy is found (by content alone: new name, new patient), each kind by its own
+    hash; the copies of test/val images, and only those, are excluded from pretraining."""
     tables = tiny_project / "data/tables"
     leaks = pd.read_csv(tiny_project / "data/raw/synthetic_truth/planted_leaks.csv", dtype=str)
     images = pd.read_csv(tables / "severity_images.csv", dtype=str).set_index("raw_path")
     split = pd.read_csv(tables / "split.csv", dtype=str).set_index("image_id")["split"]
     leaks["severity_image_id"] = images.loc[leaks.source_raw_path, "image_id"].to_numpy()
     leaks["split"] = split.reindex(leaks.severity_image_id).to_numpy()
-    leaks["pretrain_image_id"] = leaks.filename.str.replace(".jpg", "", regex=False)
+    leaks["pretrain_image_id"] = leaks.filename.str.rsplit(".", n=1).str[0]
+    assert leaks.split.notna().all(), "every planted source reaches the split"
     expected = leaks[leaks.split.isin(["test", "val"])]
     assert len(expected) >= 2, "the tiny cohort should put some planted sources in test/val"
     audit = json.loads((tiny_project / "metrics/leakage.json").read_text())
     found = {(m["severity_image_id"], m["pretrain_image_id"]): m["methods"] for m in audit["matches"]}
-    assert found == {(s, p): "phash" for s, p in zip(expected.severity_image_id, expected.pretrain_image_id)}
+    # What finds each kind: exact pixels, the whole-image hash, the box hash, the mirrored hash.
+    finder = {"copy": "pixel_sha256", "rescaled": "phash", "rewindowed": "phash",
+              "cropped": "phash_cropped", "flipped": "phash_mirrored"}
+    assert set(found) == set(zip(leaks.severity_image_id, leaks.pretrain_image_id))
+    for leak in leaks.itertuples():
+        assert finder[leak.kind] in found[(leak.severity_image_id, leak.pretrain_image_id)].split(";")
+    assert audit["planted"]["found"] == audit["planted"]["planted"] == len(leaks) == 12
+    assert all(c["found"] == c["planted"] > 0 for c in audit["planted"]["by_kind"].values())
     assert audit["excluded"] == sorted(expected.pretrain_image_id)
     audited = pd.read_csv(tables / "pretrain_audited.csv", dtype=str)
     all_pretrain = pd.read_csv(tables / "pretrain_images.csv", dtype=str)
@@ -98,7 +107,9 @@ def test_planted_leaks_are_found_and_kept_out_of_pretraining(tiny_project):
     # Copies of training images stay: seeing them in pretraining is not leakage into the test.
     assert set(leaks.pretrain_image_id) - set(expected.pretrain_image_id) <= set(audited.image_id)
     summary = (tiny_project / "reports/validation.md").read_text()
-    assert f"{len(expected)} matched images of the pretraining train list were excluded" in summary
+    assert (f"{len(expected)} images of the pretraining train list matched a test/val image and were "
+            "excluded") in summary
+    assert "Planted copies (synthetic source): 12 of 12 found." in summary
 
 
 def test_second_repro_is_a_no_op_and_status_clean(tiny_project):

@@ -29,3 +29,20 @@ def test_resize_keeps_left_right_structure():
     image[:, 100:] = 1.0
     out = resize_square(image, 32)
     assert out[:, :14].max() < 0.05 and out[:, 18:].min() > 0.95
+
+
+def test_center_crop_keeps_the_central_square_as_covidnet_does():
+    """COVID-Net's data.py: crop_top, then central_crop (offsets int((side - size) / 2)), then
+    resize; by hand on a 10 x 15 image: crop_top 0.2 drops 2 rows -> 8 x 15, the central square
+    is columns 3..10 (offset int(7 / 2) = 3)."""
+    from stages.imaging.preprocess import center_square, preprocess
+
+    image = np.arange(150, dtype=np.float32).reshape(10, 15) / 149.0
+    square = center_square(image[2:])
+    np.testing.assert_array_equal(square, image[2:, 3:11])
+    np.testing.assert_array_equal(preprocess(image, 8, 0.2, square="center_crop"),
+                                  np.clip(np.rint(image[2:, 3:11] * 255), 0, 255).astype(np.uint8))
+    stretched = preprocess(image, 8, 0.2, square="stretch")
+    assert stretched.shape == (8, 8) and not np.array_equal(stretched, preprocess(image, 8, 0.2))
+    with pytest.raises(ValueError, match="ingest.square must be one of"):
+        preprocess(image, 8, square="pad")

@@ -60,6 +60,16 @@ def test_labels_are_unique_and_order_follows_the_registry():
     assert zoo.label("not_registered") == "not_registered"
 
 
+def test_densenet121_is_not_called_chexnet_except_for_the_papers_row():
+    """Issue 16: ours is DenseNet-121 trained here from random weights; "CheXNet" is the paper's row."""
+    assert zoo.label("densenet121") == "DenseNet-121 (CheXNet architecture, trained here)"
+    assert zoo.paper_label("densenet121") == "CheXNet"
+    assert zoo.short_label("densenet121") == "DenseNet-121"
+    for name in ("resnet50", "covidnet_cxr_s"):
+        assert zoo.label(name) == zoo.paper_label(name) == zoo.short_label(name)
+    assert zoo.paper_label("not_registered") == zoo.short_label("not_registered") == "not_registered"
+
+
 def test_unknown_model_and_width_on_a_fixed_width_model_are_clear_errors():
     with pytest.raises(SystemExit, match="model name must be one of"):
         zoo.build_model({"name": "vgg16", "input_size": 32, "dense_units": 8}, n_classes=2, head="x")

@@ -99,13 +99,19 @@ def test_reader_agreement_sentence_when_measured(metrics, tmp_path):
 
 def test_leakage_sentence_when_audited(metrics, tmp_path):
     assert "Leakage audit" not in render(metrics, tmp_path / "a", {"covidnet_cxr_s": {}, "resnet50": {}})
-    _write(metrics / "leakage.json", {"mode": "exclude", "splits_audited": ["test", "val"],
-                                      "matched_severity_images": 7, "severity_images_audited": 30,
-                                      "excluded_pretrain_images": 9})
+    audit = {"mode": "exclude", "splits_guarded": ["test", "val"], "matched_guarded_severity_images": 7,
+             "excluded_pretrain_images": 9, "cross_split_pairs": 0}
+    _write(metrics / "leakage.json", audit)
     text = render(metrics, tmp_path / "b", {"covidnet_cxr_s": {}, "resnet50": {}})
-    assert ("Leakage audit (`validate.leakage: exclude`): 7 of 30 severity test/val images were found "
+    assert ("Leakage audit (`validate.leakage: exclude`): 7 severity test/val images were found "
             "in the pretraining cohort") in text
-    assert "9 pretraining images were excluded" in text
+    assert "9 pretraining images were excluded; 0 val/test images matched a severity train image" in text
+    assert "Planted copies" not in text  # real data: nothing planted
+    planted = {"planted": 3, "found": 2, "by_kind": {"copy": {"planted": 1, "found": 1},
+                                                     "cropped": {"planted": 2, "found": 1}}}
+    _write(metrics / "leakage.json", {**audit, "planted": planted})
+    text = render(metrics, tmp_path / "c", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert "Planted copies found: 2 of 3 (copy 1/1, cropped 1/2)" in text
 
 
 def test_table3_carries_intervals_and_the_papers_consistency(metrics, tmp_path):
@@ -126,11 +132,66 @@ def test_table3_carries_intervals_and_the_papers_consistency(metrics, tmp_path):
     assert "95% confidence intervals from a bootstrap over the 9 test patients (1000 resamples" in text
     assert "| 85.00% (60.00-95.00) |" in text  # accuracy 17/20 with its interval
     assert "| COVID-Net CXR-S | 76.92% | 88.89% | 0.912 (0.800-1.000) | 0.071 |" in text
-    assert "ResNet-50: whole counts on 150 images fitting every printed figure (Level 1 / Level 2): " \
+    assert "ResNet-50 (paper): whole counts on 150 images fitting every printed figure (Level 1 / Level 2): " \
            "98 / 52 true, TP 90 / 41; level names swapped." in text
-    assert "The text gives covidnet_cxr_s sensitivity_level2 as 92.3%; Table 4 gives 92.8571% " \
-           "(the text's figure is the other level's)." in text
+    # Both of the text's sensitivity claims belong to the other level (REFERENCE.md: the text swaps them).
+    assert "The text gives COVID-Net CXR-S's Level 2 sensitivity as 92.3%; Table 4 gives 92.8571% " \
+           "(the text's figure is the Level 1 sensitivity)." in text
+    assert "The text gives COVID-Net CXR-S's Level 1 sensitivity as 92.85%; Table 4 gives 92.3077% " \
+           "(the text's figure is the Level 2 sensitivity)." in text
     assert (tmp_path / "r" / "figures").is_dir()
+
+
+def _add_densenet121(metrics: Path) -> None:
+    """densenet121's metrics files, copied from resnet50's (the report only needs their shape)."""
+    for name in ("evaluate.json", "pretrain.json", "finetune.json"):
+        _write(metrics / "models" / "densenet121" / name,
+               json.loads((metrics / "models" / "resnet50" / name).read_text()))
+
+
+def test_baseline_rows_are_also_shown_with_the_level_names_swapped_back(metrics, tmp_path):
+    from stages.reference import paper
+    from stages.reference.consistency import check
+
+    _add_densenet121(metrics)
+    models = {"covidnet_cxr_s": {}, "resnet50": {}, "densenet121": {}}
+    without = render(metrics, tmp_path / "a", models)
+    assert "swapped back" not in without  # no paper_consistency.json: the rows as printed only
+    _write(metrics / "paper_consistency.json", check(paper()))
+    text = render(metrics, tmp_path / "b", models)
+    table3 = text[text.index("## Table 3"):text.index("Paper consistency")]
+    # Oracles typed from REFERENCE.md's Table 3 by hand, Level 1 and Level 2 exchanged:
+    # CheXNet printed 93.88 / 63.46 / 82.88 / 84.62 / 83.33, ResNet-50 91.84 / 78.85 / 89.11 / 83.67 / 87.33.
+    assert "| CheXNet | paper | 93.88% | 63.46% | 82.88% | 84.62% | 83.33% |" in table3
+    assert "| CheXNet | paper, level names swapped back | 63.46% | 93.88% | 84.62% | 82.88% | 83.33% |" in table3
+    assert "| ResNet-50 | paper, level names swapped back | 78.85% | 91.84% | 83.67% | 89.11% | 87.33% |" in table3
+    # The CXR-S row fits as printed: shown once.
+    assert table3.count("| COVID-Net CXR-S | paper") == 1
+    assert "| COVID-Net CXR-S | paper | 92.3% | 92.85% | 87.27% | 95.78% | 92.66% |" in table3
+    # Each swapped-back row follows its model's own rows.
+    lines = table3.splitlines()
+    at = lines.index("| CheXNet | paper, level names swapped back | 63.46% | 93.88% | 84.62% | 82.88% | 83.33% |")
+    assert lines[at - 1].startswith("| CheXNet | paper |")
+    assert lines[at - 2].startswith("| DenseNet-121 (CheXNet architecture, trained here) | this run |")
+    assert ("The paper's CheXNet and ResNet-50 rows are shown as printed, not comparable level by level, and "
+            "again with the level names swapped back (Level 1 and Level 2 exchanged in sensitivity and PPV, "
+            "accuracy unchanged): read so, they fit the test set's 52 Level 1 and 98 Level 2 images, as the "
+            "COVID-Net CXR-S row does as printed.") in text
+    assert "CheXNet (paper): whole counts on 150 images" in text
+
+
+def test_swapped_back_row_follows_the_consistency_result_not_the_model(metrics, tmp_path):
+    """A row is swapped back only where paper_consistency.json says its level names are swapped."""
+    from stages.reference import paper
+    from stages.reference.consistency import check
+
+    result = check(paper())
+    result["table3_rows"]["resnet50"]["level_names"] = "as printed"
+    result["table3_rows"]["covidnet_cxr_s"]["level_names"] = "swapped"
+    _write(metrics / "paper_consistency.json", result)
+    text = render(metrics, tmp_path / "r", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert "| ResNet-50 | paper, level names swapped back |" not in text
+    assert "| COVID-Net CXR-S | paper, level names swapped back | 92.85% | 92.3% | 95.78% | 87.27% | 92.66% |" in text
 
 
 def test_table1_beside_the_papers_when_the_cohort_has_demographics(metrics, tmp_path):
@@ -165,14 +226,12 @@ def test_paired_differences_rank_only_where_the_interval_excludes_zero(metrics, 
                          "roc_auc": _difference(-0.01, -0.05, 0.04)},
             "densenet121": {"accuracy": _difference(-0.02, -0.09, 0.04), "sensitivity": per_level,
                             "roc_auc": _difference(0.0, -0.03, 0.03)}}})
-    _write(metrics / "models" / "densenet121" / "evaluate.json",
-           json.loads((metrics / "models" / "resnet50" / "evaluate.json").read_text()))
-    for name in ("pretrain.json", "finetune.json"):
-        _write(metrics / "models" / "densenet121" / name,
-               json.loads((metrics / "models" / "resnet50" / name).read_text()))
+    _add_densenet121(metrics)
     text = render(metrics, tmp_path / "r", {"covidnet_cxr_s": {}, "resnet50": {}, "densenet121": {}})
     assert "| ResNet-50 | +12.00 (+3.00 to +20.00) | +0.00 (-10.00 to +10.00) | +5.00 (-2.00 to +12.00) | " \
            "-0.010 (-0.050 to +0.040) |" in text
-    assert "COVID-Net CXR-S's accuracy is higher than ResNet-50's (the paired interval excludes zero)" in text
-    assert "COVID-Net CXR-S is not ranked against CheXNet (DenseNet-121): the paired interval" in text
-    assert "lower than CheXNet" not in text and "higher than CheXNet" not in text
+    assert ("On this test split the accuracy of COVID-Net CXR-S is higher than that of ResNet-50: the paired "
+            "interval excludes zero.") in text
+    assert ("COVID-Net CXR-S is not ranked against DenseNet-121 (CheXNet architecture, trained here): the paired "
+            "interval") in text
+    assert "lower than that of DenseNet" not in text and "higher than that of DenseNet" not in text

@@ -40,6 +40,39 @@ def test_augmentation_seeded_and_bounded():
     assert a.min() >= 0 and a.max() <= 255
 
 
+def test_brightness_multiplies_and_shift_adds():
+    """Intensity only (no warp): COVID-Net's brightness scales every pixel of an image by one factor
+    in [0.9, 1.1] (0 stays 0); our shift adds one offset in [-25.5, 25.5]."""
+    image = ramp_batch() + 40.0  # 40..190: no shift or factor reaches 0 or 255
+    only = dict(translation=0, rotation_degrees=0, horizontal_flip=False, zoom=0, intensity=0.1)
+    for seed in range(5):
+        bright = augment_batch(image, tf.constant([7, seed]), AugmentConfig(**only)).numpy()
+        ratio = bright / image.numpy()
+        assert np.ptp(ratio) < 1e-4 and 0.9 <= ratio.mean() <= 1.1
+        shifted = augment_batch(image, tf.constant([7, seed]), AugmentConfig(**only, intensity_mode="shift")).numpy()
+        offset = shifted - image.numpy()
+        assert np.ptp(offset) < 1e-3 and -25.5 <= offset.mean() <= 25.5
+        # The same draw: factor 1 + u * 0.1 and offset u * 25.5.
+        np.testing.assert_allclose((ratio.mean() - 1.0) * 255.0, offset.mean(), atol=1e-2)
+
+
+def test_fill_is_black_or_the_edge():
+    """A pure shift right by 10%: the uncovered left columns are 0 (constant) or the first column's
+    value (nearest)."""
+    image = ramp_batch() + 50.0
+    cfg = dict(translation=0.1, rotation_degrees=0, horizontal_flip=False, zoom=0, intensity=0)
+    for seed in range(20):  # find a draw that shifts right by at least one pixel
+        constant = augment_batch(image, tf.constant([9, seed]), AugmentConfig(**cfg)).numpy()[0, :, :, 0]
+        if constant[:, 0].max() < 1.0:
+            break
+    else:
+        pytest.fail("no draw shifted the image right")
+    nearest = augment_batch(image, tf.constant([9, seed]), AugmentConfig(**cfg, fill="nearest")).numpy()[0, :, :, 0]
+    np.testing.assert_allclose(nearest[:, 0], 50.0, atol=1e-3)
+    with pytest.raises(ValueError, match="augment.fill must be one of"):
+        AugmentConfig(fill="reflect")
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     paths, labels = [], []

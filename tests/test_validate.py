@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -27,10 +28,9 @@ def image_id(patient: int, index: int) -> str:
     return f"{patient:04d}{index}"
 
 
-def content_hashes(key: str) -> dict[str, str]:
+def content_hashes(key: str, columns: tuple[str, ...] = ("pixel_sha256", "phash")) -> dict[str, str]:
     """Distinct stand-in hashes (random 256-bit perceptual hashes lie ~128 bits apart)."""
-    return {"pixel_sha256": hashlib.sha256(f"pixels {key}".encode()).hexdigest(),
-            "phash": hashlib.sha256(f"phash {key}".encode()).hexdigest()}
+    return {column: hashlib.sha256(f"{column} {key}".encode()).hexdigest() for column in columns}
 
 
 def make_tables(n_patients: int = 12, images_per_patient: int = 2) -> dict[str, pd.DataFrame]:
@@ -48,7 +48,8 @@ def make_tables(n_patients: int = 12, images_per_patient: int = 2) -> dict[str, 
                 "raw_path": f"ricord/images/{iid}.dcm", "image_path": f"{iid}.png", "modality": "DX",
                 "view": "AP" if i == 0 else "PA", "rows": 512, "columns": 512,
                 "photometric": "MONOCHROME2", "bits_stored": 12,
-                "transfer_syntax": "1.2.840.10008.1.2.1", "source": "synthetic", **content_hashes(iid),
+                "transfer_syntax": "1.2.840.10008.1.2.1", "source": "synthetic",
+                **content_hashes(iid, schema.SEVERITY_HASH_COLUMNS),
                 # Blank sex and age (unknown) on some patients; 90 (the HIPAA cap) on the last.
                 "patient_age_years": None if p == 2 else min(35 + 5 * p, 90),
                 "patient_sex": ("M", "F", "O", "")[p % 4],
@@ -533,3 +534,32 @@ def test_stage_leakage_modes(tmp_path: Path, params_file: Path) -> None:
     audited = pd.read_csv(tmp_path / "b" / "tables" / schema.PRETRAIN_AUDITED_TABLE, dtype=str)
     assert "c001" not in set(audited.image_id) and len(audited) == len(pretrain) - 1
     assert (result / "leakage.json").read_text().count('"excluded_pretrain_images": 1') == 1
+
+
+def test_stage_fails_on_a_missing_hash_naming_the_table(tmp_path: Path, params_file: Path) -> None:
+    tables = make_tables()
+    tables["severity_images"].loc[tables["severity_images"].image_id == image_id(3, 1), "phash_cropped"] = ""
+    with pytest.raises(SystemExit) as excinfo:
+        run_stage(tmp_path, tables, "out", params_file)
+    message = str(excinfo.value.code)
+    assert message.startswith("validate: leakage audit: severity_images.csv: phash_cropped missing for 1 image")
+    assert image_id(3, 1) in message
+
+
+def test_stage_scores_the_planted_copies(tmp_path: Path, params_file: Path) -> None:
+    """With the synthetic source's truth beside the raw data, leakage.json says which plants were found."""
+    tables = make_tables()
+    pretrain, images = tables["pretrain_images"], tables["severity_images"]
+    pretrain.loc[pretrain.image_id == "c001", "phash"] = images.loc[images.image_id == image_id(9, 0), "phash_mirrored"].item()
+    inputs = materialise(tmp_path, tables)
+    truth = inputs.raw / schema.PLANTED_LEAKS
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    source_of = dict(zip(images.image_id, images.raw_path))
+    truth.write_text("filename,patient_id,kind,source_raw_path,source_patient_id,detail\n"
+                     f"c001.png,cp001,flipped,{source_of[image_id(9, 0)]},P0009,mirrored\n"
+                     f"c002.png,cp002,cropped,{source_of[image_id(8, 0)]},P0008,box\n")
+    result = run_stage(tmp_path, tables, "out", params_file)
+    planted = json.loads((result / "leakage.json").read_text())["planted"]
+    assert planted["planted"] == 2 and planted["found"] == 1
+    assert planted["by_kind"] == {"cropped": {"planted": 1, "found": 0}, "flipped": {"planted": 1, "found": 1}}
+    assert "Planted copies (synthetic source): 1 of 2 found." in (result / "validation.md").read_text()

@@ -95,12 +95,22 @@ def covered(path: Path, deps: list[str]) -> bool:
     return any(text == dep.rstrip("/") or text.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+def loaded_by_name() -> dict[str, tuple[str, ...]]:
+    """Modules a stage imports by name at run time (``importlib``), which the walk over import
+    statements cannot see: ``acquire`` loads the adapter of :data:`stages.sources.SOURCES`."""
+    from stages.sources import SOURCES
+
+    return {"stages.acquire": tuple(source.module for source in SOURCES.values())}
+
+
 def missing_deps(root: Path) -> dict[str, list[str]]:
     """Stage -> code files its module imports (transitively) that its ``deps`` do not cover."""
     dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    dynamic = loaded_by_name()
     missing = {}
     for stage, (module, deps) in stage_modules(dvc_yaml).items():
-        absent = sorted(p.as_posix() for p in closure(root, module) if not covered(p, deps))
+        files = closure(root, module).union(*(closure(root, m) for m in dynamic.get(module, ())))
+        absent = sorted(p.as_posix() for p in files if not covered(p, deps))
         if absent:
             missing[stage] = absent
     return missing

@@ -26,7 +26,9 @@ PHASH_BITS = HASH_SIDE * HASH_SIDE - 1  # the DC coefficient carries no shape
 
 def pixel_sha256(display: np.ndarray) -> str:
     """sha256 over the 8-bit display pixels and their shape (so a transposed copy differs)."""
-    pixels = to_uint8(np.asarray(display, dtype=np.float64))  # 8-bit, as a PNG export would hold
+    # 8-bit exactly as an export of this display holds it: rounded in float32, like ingest's own
+    # PNGs (to_uint8 of the float32 display); float64 rounds a few half-way pixels the other way.
+    pixels = to_uint8(np.asarray(display, dtype=np.float32))
     digest = hashlib.sha256(f"{pixels.shape[0]}x{pixels.shape[1]}:".encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()

@@ -34,12 +34,18 @@ class ModelSpec:
     """Everything the pipeline knows about one model besides its params.yaml entry."""
 
     name: str  # the key in params.yaml ``models`` and in metrics/models/<name>/
-    label: str  # how tables and figures name it
+    label: str  # how tables and text name this run's model
     build: Callable[..., "keras.Model"]  # (input_size, n_classes, dense_units, head[, width]) -> model
     width_scalable: bool = False  # takes a channel multiplier (``width``)
     # Table 2: which of our parameter counts the paper's figure matches (PARAMETER_BASES); None when
     # the paper has no row for the model.
     paper_parameter_basis: str | None = None
+    # How the paper names its row for this model, where that differs from ``label`` (the paper's
+    # row is "CheXNet"; ours is CheXNet's architecture, DenseNet-121, randomly initialised and
+    # trained here, so this run's rows never carry that name).
+    paper_label: str | None = None
+    # A short ``label`` for figure titles and legends, where the full one does not fit.
+    short_label: str | None = None
 
 
 def _covidnet_cxr_s(**kwargs) -> "keras.Model":
@@ -59,7 +65,9 @@ def _resnet50(**kwargs) -> "keras.Model":
 
 # In the paper's table order: the two baselines, then COVID-Net CXR-S.
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("densenet121", "CheXNet (DenseNet-121)", _densenet121, paper_parameter_basis="with_imagenet_top"),
+    # The architecture of the paper's CheXNet baseline, randomly initialised and trained here: not CheXNet.
+    ModelSpec("densenet121", "DenseNet-121 (CheXNet architecture, trained here)", _densenet121,
+              paper_parameter_basis="with_imagenet_top", paper_label="CheXNet", short_label="DenseNet-121"),
     ModelSpec("resnet50", "ResNet-50", _resnet50, paper_parameter_basis="backbone"),
     ModelSpec("covidnet_cxr_s", "COVID-Net CXR-S", _covidnet_cxr_s, width_scalable=True,
               paper_parameter_basis="total"),
@@ -75,6 +83,16 @@ def spec(name: str) -> ModelSpec:
 def label(name: str) -> str:
     """A model's display label; a name the registry does not know is shown as is."""
     return MODELS[name].label if name in MODELS else name
+
+
+def paper_label(name: str) -> str:
+    """How the paper names its row for the model (its "CheXNet"); the display label otherwise."""
+    return (MODELS[name].paper_label or MODELS[name].label) if name in MODELS else name
+
+
+def short_label(name: str) -> str:
+    """The display label, shortened where the registry gives a short form (figures)."""
+    return (MODELS[name].short_label or MODELS[name].label) if name in MODELS else name
 
 
 def ordered(names) -> list[str]:

@@ -1,4 +1,5 @@
-"""The paper's baselines, CheXNet (DenseNet-121) and ResNet-50, from ``keras.applications``.
+"""The architectures of the paper's baselines, DenseNet-121 (its CheXNet) and ResNet-50, from
+``keras.applications``, randomly initialised and trained here.
 
 References:
     P. Rajpurkar et al., "CheXNet: Radiologist-Level Pneumonia Detection on Chest X-Rays with Deep
@@ -60,7 +61,8 @@ def _name_padding_layers(model: keras.Model) -> None:
 
 def build_densenet121(input_size: int = 480, n_classes: int = 2, dense_units: int = 256,
                       head: str = "severity") -> keras.Model:
-    """CheXNet's DenseNet-121 backbone with the COVID-Net CXR-S head."""
+    """DenseNet-121 (the architecture of the paper's CheXNet baseline, randomly initialised) with the
+    COVID-Net CXR-S head."""
     return _with_head(keras.applications.DenseNet121, "densenet121", input_size, n_classes, dense_units, head)
 
 

@@ -3,7 +3,9 @@ solved for whole counts on the 150 test images.
 
 A printed percentage ``p`` with ``d`` decimals is taken to fit an exact value ``x`` when
 ``|x - p| < 10**-d``: the paper both rounds (87.27 for 87.2727) and truncates (92.85 for 92.857).
-The findings are reported, not resolved: the report shows them and which reading it uses.
+The findings are reported, not resolved: the report shows them and which reading it uses, and
+prints each Table 3 row that fits only with the level names swapped both as printed and with the
+names swapped back (:func:`swap_level_names`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,18 @@ from typing import Any
 import numpy as np
 
 TABLE3_KEYS = ("sensitivity_level1", "sensitivity_level2", "ppv_level1", "ppv_level2", "accuracy")
+
+
+def other_level(key: str) -> str:
+    """The same figure of the other level: ``ppv_level1`` <-> ``ppv_level2``; ``accuracy`` as is."""
+    return key.replace("level2", "levelX").replace("level1", "level2").replace("levelX", "level1")
+
+
+def swap_level_names(row: dict[str, Any]) -> dict[str, Any]:
+    """A Table 3 row with Level 1 and Level 2 exchanged (sensitivity and PPV; accuracy unchanged):
+    the reading of a row whose whole counts fit only with the level names swapped. The values are
+    the printed ones, moved, not recomputed."""
+    return {key: row[other_level(key)] for key in row}
 
 
 def decimals(printed: float) -> int:
@@ -76,7 +90,7 @@ def check(paper: dict[str, Any]) -> dict[str, Any]:
     text = {}
     for model, claims in (paper.get("text") or {}).items():
         for key, value in claims.items():
-            other = key.replace("level2", "levelX").replace("level1", "level2").replace("levelX", "level1")
+            other = other_level(key)
             text[f"{model}.{key}"] = {
                 "text": value, "from_table4": from_table4["percent"][key],
                 "fits": fits(value, from_table4["percent"][key]),

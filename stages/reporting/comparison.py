@@ -32,7 +32,7 @@ def comparison_lines(input_sizes: dict[str, int], comparisons: dict | None = Non
     sizes = set(input_sizes.values())
     if len(sizes) > 1:
         listed = ", ".join(f"{zoo.label(m)} {size} px" for m, size in input_sizes.items())
-        return [f"Input sizes differ in this run ({listed}): this is not a like-for-like comparison of the "
+        return [f"Input sizes differ in this run: {listed}. This is not a like-for-like comparison of the "
                 "architectures.", ""]
     size = next(iter(input_sizes.values()))
     lines = [f"All networks train at {size} x {size} px and full width with one protocol (like for like)."]
@@ -56,8 +56,8 @@ def comparison_lines(input_sizes: dict[str, int], comparisons: dict | None = Non
     sentences = []
     for model in ranked:
         direction = "higher" if comparisons["differences"][model]["accuracy"]["difference"] > 0 else "lower"
-        sentences.append(f"On this test split {zoo.label(reference)}'s accuracy is {direction} than "
-                         f"{zoo.label(model)}'s (the paired interval excludes zero).")
+        sentences.append(f"On this test split the accuracy of {zoo.label(reference)} is {direction} than that "
+                         f"of {zoo.label(model)}: the paired interval excludes zero.")
     if unranked:
         sentences.append(f"{zoo.label(reference)} is not ranked against "
                          + " or ".join(zoo.label(m) for m in unranked)
@@ -69,14 +69,14 @@ def comparison_lines(input_sizes: dict[str, int], comparisons: dict | None = Non
 
 
 def _seed_spread(seeds: dict | None, models: list[str]) -> str:
-    """``5 training seeds the accuracy SD was 3.95 points (COVID-Net CXR-S), ...`` from bench_seeds.json."""
+    """``5 training seeds (...) the accuracy SD in points was 3.95 for COVID-Net CXR-S, ...`` from bench_seeds.json."""
     if not seeds:
         return ""
     parts = []
     for model in models:
         accuracy = ((seeds.get("models") or {}).get(model) or {}).get("evaluate.json", {}).get("accuracy")
         if accuracy:
-            parts.append(f"{100 * accuracy['sd']:.2f} ({zoo.label(model)})")
+            parts.append(f"{100 * accuracy['sd']:.2f} for {zoo.label(model)}")
     if not parts:
         return ""
     return (f"{len(seeds['seeds'])} training seeds (`metrics/bench_seeds.json`) the accuracy SD in points was "

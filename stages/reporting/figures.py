@@ -46,7 +46,7 @@ def confusion_figure(evaluations: dict[str, dict], title: str, path: Path) -> No
         axis.set_yticks(range(len(names)), names)
         axis.set_xlabel("predicted level")
         axis.set_ylabel("true level")
-        axis.set_title(zoo.label(model), fontsize=9)
+        axis.set_title(zoo.short_label(model), fontsize=9)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     _save_figure(figure, path)
@@ -57,7 +57,7 @@ def curves_figure(metrics: Path, models: list[str], title: str, path: Path) -> N
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for model in models:
         plots = metrics / "models" / model / "finetune_curves" / "plots" / "metrics"
-        label = zoo.label(model)
+        label = zoo.short_label(model)
         for axis, name in zip(axes, ("loss", "val_loss_balanced")):
             values = _read_tsv(plots / f"{name}.tsv", name)
             axis.plot(range(1, len(values) + 1), values, label=label)
@@ -82,7 +82,7 @@ def test_curves_figure(metrics: Path, models: list[str], title: str, path: Path)
             with (metrics / "models" / model / name).open(newline="") as stream:
                 rows = list(csv.DictReader(stream))
             axis.plot([float(r[x]) for r in rows], [float(r[y]) for r in rows],
-                      marker="o" if name == "calibration.csv" else None, label=zoo.label(model))
+                      marker="o" if name == "calibration.csv" else None, label=zoo.short_label(model))
         if name != "pr.csv":
             axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         axis.set(xlabel=x_label, ylabel=y_label, title=panel_title, xlim=(0, 1), ylim=(0, 1.02))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages.common.io import write_text
+
 
 REPOSITORY = "lindawangg/COVID-Net"
 COMMIT = "65999806546b55ab8adfc32b0cf8f70880c337dc"
@@ -53,6 +55,17 @@ LEVEL_OF_NAME = {"level1": 1, "level2": 2}
 def file_url(repository_path: str, base_url: str = RAW_BASE_URL, commit: str = COMMIT) -> str:
     """Raw URL of one repository file at the pinned commit."""
     return f"{base_url.rstrip('/')}/{REPOSITORY}/{commit}/{repository_path}"
+
+
+RICORD_PREFIX = "MIDRC-RICORD-1C-"
+
+
+def ricord_image_id(patient_id: str, study_uid: str, index: int) -> str:
+    """COVID-Net's RICORD image name: patient part, the study UID's last five characters, the
+    image's number within its study (``MIDRC-RICORD-1C-<patient>-<uid[-5:]>-<i>``), so the
+    published reference lists and crop boxes apply to our images."""
+    patient = patient_id[len(RICORD_PREFIX):] if patient_id.startswith(RICORD_PREFIX) else patient_id
+    return f"{RICORD_PREFIX}{patient}-{study_uid[-5:]}-{index}"
 
 
 def _image_id(filename: str) -> str:
@@ -100,6 +113,14 @@ def read_crop_boxes(path: str | Path) -> pd.DataFrame:
             raise ValueError(f"{path}:{number}: empty or negative crop box {fields[1:]}")
         rows.append({"image_id": _image_id(fields[0]), "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax})
     return pd.DataFrame(rows, columns=CROP_BOX_COLUMNS)
+
+
+def write_crop_boxes(path: str | Path, boxes: dict[str, tuple[int, int, int, int] | None]) -> None:
+    """Write ``ricord_data_set.txt``: one ``<image_id>.png [xmin ymin xmax ymax]`` line per image,
+    sorted by name (the synthetic source writes it; :func:`read_crop_boxes` reads it back)."""
+    lines = [f"{image_id}.png" + ("" if box is None else " " + " ".join(str(int(v)) for v in box))
+             for image_id, box in sorted(boxes.items())]
+    write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def read_patient_studies(path: str | Path) -> dict[str, list[str]]:

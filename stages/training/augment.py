@@ -1,8 +1,13 @@
-"""The paper's augmentation as one seeded affine warp per image, plus an intensity shift.
+"""The paper's augmentation as one seeded affine warp per image, plus an intensity change.
 
-Translation +-10% in x and y, rotation +-10 degrees, horizontal flip, zoom +-15%, intensity shift
-+-10%. All random draws are stateless (seeded by the batch index), so a run is reproducible no
-matter how tf.data schedules its threads.
+Translation +-10% in x and y, rotation +-10 degrees, horizontal flip, zoom +-15%, intensity +-10%
+(the paper's list). How the intensity changes and what fills the border follow COVID-Net's public
+loader by default (``data.py``: Keras ``brightness_range=(0.9, 1.1)``, ``fill_mode='constant'``,
+``cval=0``): ``intensity_mode: brightness`` multiplies each image by a factor in [0.9, 1.1] and
+``fill: constant`` fills with black. ``intensity_mode: shift`` (add up to 10% of full scale) and
+``fill: nearest`` (repeat the edge pixels) are ours, the settings before issue 16. All random draws
+are stateless (seeded by the batch index), so a run is reproducible no matter how tf.data
+schedules its threads.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 
+INTENSITY_MODES = ("brightness", "shift")
+FILL_MODES = {"constant": "CONSTANT", "nearest": "NEAREST"}  # -> ImageProjectiveTransformV3's fill_mode
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     translation: float = 0.1
@@ -20,6 +29,15 @@ class AugmentConfig:
     horizontal_flip: bool = True
     zoom: float = 0.15
     intensity: float = 0.1
+    intensity_mode: str = "brightness"  # brightness (COVID-Net) | shift (ours)
+    fill: str = "constant"  # constant black (COVID-Net) | nearest edge pixel (ours)
+
+    def __post_init__(self) -> None:
+        if self.intensity_mode not in INTENSITY_MODES:
+            raise ValueError(f"augment.intensity_mode must be one of {list(INTENSITY_MODES)}, "
+                             f"got {self.intensity_mode!r}")
+        if self.fill not in FILL_MODES:
+            raise ValueError(f"augment.fill must be one of {list(FILL_MODES)}, got {self.fill!r}")
 
     @classmethod
     def from_params(cls, params: dict) -> "AugmentConfig":
@@ -60,6 +78,7 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig) -> tf.
     transforms = affine_transforms(uniform[:, :5], height, width, cfg)
     warped = tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=tf.stack([height, width]),
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
-    shift = uniform[:, 5] * cfg.intensity * 255.0
-    return tf.clip_by_value(warped + shift[:, None, None, None], 0.0, 255.0)
+        fill_value=0.0, interpolation="BILINEAR", fill_mode=FILL_MODES[cfg.fill])
+    change = uniform[:, 5][:, None, None, None] * cfg.intensity
+    changed = warped * (1.0 + change) if cfg.intensity_mode == "brightness" else warped + change * 255.0
+    return tf.clip_by_value(changed, 0.0, 255.0)

@@ -28,12 +28,27 @@ def suite_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def planted_lines(planted: dict[str, Any] | None) -> list[str]:
+    """The audit scored against the copies the synthetic source planted (none on real data)."""
+    if not planted:
+        return []
+    lines = ["", f"Planted copies (synthetic source): {planted['found']} of {planted['planted']} found.", "",
+             "| kind | planted | found |", "| --- | ---: | ---: |"]
+    lines += [f"| {kind} | {c['planted']} | {c['found']} |" for kind, c in planted["by_kind"].items()]
+    for miss in planted["missed"]:
+        lines.append(f"\nMissed: `{miss['filename']}` ({miss['kind']}), a copy of {miss['severity_image_id']}.")
+    return lines
+
+
 def leakage_lines(summary: dict[str, Any]) -> list[str]:
-    splits = "/".join(summary["splits_audited"])
+    splits = "/".join(summary["splits_guarded"])
+    audited = ", ".join(f"{n} {s}" for s, n in summary["severity_images_audited_by_split"].items())
     lines = [
-        f"Severity {splits} images audited: {summary['severity_images_audited']}; pretraining images "
+        f"Severity images audited: {summary['severity_images_audited']} ({audited}); pretraining images "
         f"audited: {summary['pretrain_images_audited']} (mode `{summary['mode']}`, perceptual hashes "
-        f"within {summary['phash_max_distance']} bits count as one image).",
+        f"within {summary['phash_max_distance']} bits count as one image; each severity image is "
+        f"hashed whole, cut to COVID-Net's crop box and mirrored). Matches of {splits} images are "
+        f"leakage; matches of train images are recorded only.",
         "",
         "| method | matched pairs | severity images | pretraining images |",
         "| --- | ---: | ---: | ---: |",
@@ -44,13 +59,20 @@ def leakage_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"| any | {summary['matched_pairs']} | {summary['matched_severity_images']} | "
                  f"{summary['matched_pretrain_images']} |")
     action = {
-        "exclude": f"{summary['excluded_pretrain_images']} matched images of the pretraining train list "
-                   f"were excluded; pretraining uses {summary['pretrain_train_images_after_audit']} "
-                   f"train-list images.",
+        "exclude": f"{summary['excluded_pretrain_images']} images of the pretraining train list matched a "
+                   f"{splits} image and were excluded; pretraining uses "
+                   f"{summary['pretrain_train_images_after_audit']} train-list images.",
         "report": "Matches are recorded only (`validate.leakage: report`); pretraining uses every image.",
-        "fail": "Any match in the pretraining train list stops the pipeline (`validate.leakage: fail`).",
+        "fail": "Any match of a {splits} image in the pretraining train list stops the pipeline "
+                "(`validate.leakage: fail`).".format(splits=splits),
     }[summary["mode"]]
+    nearest = summary["nearest_unmatched_phash_distance"]
     lines += ["", action]
+    if nearest is not None:
+        lines += ["", f"The closest severity/pretraining pair that did not match is {nearest} bits apart "
+                      f"(threshold {summary['phash_max_distance']}; measured on real radiographs in "
+                      f"`docs/leakage_threshold.md`)."]
+    lines += planted_lines(summary.get("planted"))
     matches = summary["matches"]
     if matches:
         lines += ["", "| severity image | split | pretraining image | list | methods | phash distance |",
@@ -62,6 +84,13 @@ def leakage_lines(summary: dict[str, Any]) -> list[str]:
                          f"{match['methods']} | {distance} |")
         if len(matches) > MAX_MATCH_ROWS:
             lines.append(f"\n{len(matches) - MAX_MATCH_ROWS} more pairs in `metrics/leakage.json`.")
+    cross = summary["cross_split_matches"]
+    lines += ["", f"Severity val/test images against severity train images (patient id, exact pixels, "
+                  f"perceptual hashes): {summary['cross_split_pairs']} matched pairs."]
+    if cross:
+        lines += ["", "| image | split | train image | methods | phash distance |", "| --- | --- | --- | --- | ---: |"]
+        lines += [f"| {m['image_id']} | {m['split']} | {m['train_image_id']} | {m['methods']} | "
+                  f"{'' if m['phash_distance'] is None else m['phash_distance']} |" for m in cross[:MAX_MATCH_ROWS]]
     return lines
 
 

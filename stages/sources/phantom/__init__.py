@@ -17,6 +17,7 @@ from stages.common.io import write_json
 from stages.common.progress import progress as progress_bar
 from stages.sources.phantom.anatomy import N_ZONES
 from stages.sources.phantom.dicom import SOP_CLASS_OF_MODALITY
+from stages.sources.phantom.leaks import plant_leaks
 from stages.sources.phantom.pretrain import generate_pretrain, png_bytes
 from stages.sources.phantom.render import (
     TEXT_BAND_FRACTION,
@@ -42,8 +43,8 @@ def _check_config(cfg: dict) -> None:
     if missing:
         raise ValueError(f"synthetic config is missing {missing}")
     for key in ("reader_zone_noise", "invalid_study_fraction", "ungraded_study_fraction",
-                "pretrain_test_fraction", "pretrain_positive_fraction"):
-        if not 0.0 <= float(cfg[key]) <= 1.0:
+                "pretrain_test_fraction", "pretrain_positive_fraction", "crop_box_fraction"):
+        if not 0.0 <= float(cfg.get(key, 0.0)) <= 1.0:
             raise ValueError(f"synthetic.{key} must be in [0, 1], got {cfg[key]}")
     for key in ("n_patients", "n_pretrain"):
         if int(cfg[key]) < 0:
@@ -72,7 +73,7 @@ def generate(out_dir: Path, cfg: dict) -> dict:
     planned_total = _planned_image_count(cfg)
     with progress_bar(None, total=planned_total, desc="phantom", unit="img", leave=False) as progress:
         counts = generate_ricord(cfg, out_dir, progress)
-        counts.update(generate_pretrain(cfg, out_dir, progress))
+        counts.update(generate_pretrain(cfg, out_dir, progress, plant_leaks(cfg, out_dir)))
     manifest = {"source": "synthetic", "generator": "stages.sources.phantom", "config": cfg,
                 "counts": counts}
     write_json(out_dir / schema.SOURCE_MANIFEST, manifest)

@@ -24,6 +24,7 @@ STREAM_CORRUPT = 6
 STREAM_PRETRAIN = 7
 STREAM_PRETRAIN_IMAGE = 8
 STREAM_LEAK = 9
+STREAM_CROP_BOX = 10
 
 # Probability of k = 1..6 opacified zones in a RICORD-like study: Level 2 (k >= 3) is ~70%, as in
 # the paper's cohort (682 of 909 images).

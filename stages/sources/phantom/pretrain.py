@@ -1,7 +1,7 @@
 """The COVIDx-like pretraining cohort: PNG/JPEG images in each source's naming style, two lists.
 
 It stands in for COVIDx: positive and negative images from several public collections, split into
-train and test lists by patient, plus any planted leaks (severity images copied in disguised).
+train and test lists by patient; the train list also names any planted leaks (``leaks``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from stages import schema
 from stages.common.io import write_bytes, write_csv
 from stages.sources.covidx import write_covidx_list
 from stages.sources.phantom.ids import (
-    STREAM_LEAK,
     STREAM_PRETRAIN,
     STREAM_PRETRAIN_IMAGE,
     choice,
@@ -30,8 +29,8 @@ from stages.sources.phantom.ids import (
     non_square_size,
     sample_zones,
 )
+from stages.sources.phantom.leaks import LEAK_TRUTH_COLUMNS
 from stages.sources.phantom.render import render_chest
-from stages.sources.phantom.ricord import plan_ricord, render_ricord_image
 
 POSITIVE_SOURCES = (("sirm", 0.30), ("cohen", 0.30), ("actmed", 0.25), ("fig1", 0.15))
 NEGATIVE_SOURCES = (("rsna", 0.9), ("cohen", 0.1))
@@ -41,12 +40,6 @@ PRETRAIN_SIZE_RANGE = (256, 480)
 
 # Columns of the truth tables under synthetic_truth/ (tests and checks read them).
 COVIDX_TRUTH_COLUMNS = ["patient_id", "filename", "label", "covidx_source", "list", "n_zones"]
-# Planted leaks: a severity image copied into the pretraining cohort under a new name and patient,
-# shrunk and re-encoded as JPEG, so that only the leakage audit's image-content hashes can find it.
-LEAK_TRUTH_COLUMNS = ["filename", "patient_id", "source_raw_path", "source_patient_id", "scale",
-                      "jpeg_quality"]
-LEAK_SCALES = (0.5, 0.75)
-LEAK_JPEG_QUALITIES = (70, 85)
 
 
 @dataclass
@@ -189,48 +182,15 @@ def _encode_pretrain_image(seed: int, planned: PretrainImage) -> bytes:
     return buffer.getvalue()
 
 
-def _plant_leaks(cfg: dict, out_dir: Path) -> list[dict[str, Any]]:
-    """Copy ``plant_leaks`` severity images into the COVIDx images folder, disguised.
-
-    Each copy gets a fresh file name and patient id (so matching by name or patient cannot find
-    it), is shrunk and saved as JPEG (so its bytes and pixels differ), and is listed in the
-    training list as a positive image. Returns the truth rows (one per copy).
-    """
-    count = int(cfg.get("plant_leaks", 0))
-    if count == 0:
-        return []
-    seed = int(cfg["seed"])
-    patients, studies = plan_ricord(cfg)
-    candidates = [(study, image) for study in studies for image in study.images]
-    rng = np.random.default_rng([seed, STREAM_LEAK])
-    chosen = sorted(rng.choice(len(candidates), size=count, replace=False).tolist())
-    rows = []
-    for number, position in enumerate(chosen, start=1):
-        study, image = candidates[position]
-        display = render_ricord_image(seed, patients[study.patient_index], study, image)
-        scale = LEAK_SCALES[number % len(LEAK_SCALES)]
-        quality = LEAK_JPEG_QUALITIES[number % len(LEAK_JPEG_QUALITIES)]
-        grey = Image.fromarray(np.rint(display * 255.0).astype(np.uint8))
-        grey = grey.resize((max(1, round(image.columns * scale)), max(1, round(image.rows * scale))),
-                           Image.Resampling.BILINEAR)
-        buffer = io.BytesIO()
-        grey.save(buffer, format="JPEG", quality=quality)
-        filename = f"{hex_uuid(seed, 'leak', number)}.jpg"
-        write_bytes(out_dir / schema.COVIDX_IMAGES_DIR / filename, buffer.getvalue())
-        rows.append({"filename": filename, "patient_id": hex_uuid(seed, "leak-patient", number),
-                     "source_raw_path": image.raw_path, "source_patient_id": image.patient_id,
-                     "scale": scale, "jpeg_quality": quality})
-    return rows
-
-
-def generate_pretrain(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, int]:
-    """Write the COVIDx-like images (and any planted leaks), the train/test lists and the truth."""
+def generate_pretrain(cfg: dict, out_dir: Path, progress: tqdm,
+                      leaks: list[dict[str, Any]] = ()) -> dict[str, int]:
+    """Write the COVIDx-like images, the train/test lists (with the planted ``leaks``, already
+    written by :func:`stages.sources.phantom.leaks.plant_leaks`) and the truth."""
     seed = int(cfg["seed"])
     planned = _plan_pretrain(cfg)
     for image in planned:
         write_bytes(out_dir / schema.COVIDX_IMAGES_DIR / image.filename, _encode_pretrain_image(seed, image))
         progress.update(1)
-    leaks = _plant_leaks(cfg, out_dir)
     for list_name, relative in schema.COVIDX_LISTS.items():
         rows = [{"patient_id": image.patient_id, "filename": image.filename, "label": image.label,
                  "covidx_source": image.source} for image in planned if image.list_name == list_name]

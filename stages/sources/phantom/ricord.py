@@ -18,6 +18,7 @@ from tqdm import tqdm
 from stages import schema
 from stages.common.io import write_bytes, write_csv
 from stages.sources.phantom.anatomy import Anatomy, sample_acquisition, sample_anatomy
+from stages.sources.phantom.crop_boxes import image_ids, plan_boxes, write_boxes
 from stages.sources.phantom.dicom import dicom_bytes, stored_pixels
 from stages.sources.phantom.ids import (
     STREAM_COHORT,
@@ -46,7 +47,9 @@ WINDOW_PROBABILITY = 0.5
 # pipeline trains on at most 64 px, so larger phantoms only cost time.
 DICOM_SIZE_RANGE = (320, 640)
 STUDY_DATE_RANGE = (date(2020, 3, 1), date(2020, 12, 31))
-RICORD_SITES = (("419639", 0.8), ("SITE2", 0.2))  # the two sites' PatientID infixes
+# PatientID infixes of two made-up sites: real RICORD ids carry a six-digit site number
+# (``MIDRC-RICORD-1C-419639-000025``); "PHANTOM" cannot be mistaken for one.
+RICORD_SITES = (("PHANTOM1", 0.8), ("PHANTOM2", 0.2))
 
 # Columns of the truth tables under synthetic_truth/ (tests and checks read them).
 RICORD_TRUTH_COLUMNS = [
@@ -106,7 +109,7 @@ class RicordPatient:
 
 
 def _patient_ids(seed: int, n_patients: int) -> list[str]:
-    """Distinct RICORD-style PatientIDs, e.g. MIDRC-RICORD-1C-419639-000123 or ...-SITE2-000045."""
+    """Distinct RICORD-style PatientIDs, e.g. MIDRC-RICORD-1C-PHANTOM1-000123 or ...-PHANTOM2-000045."""
     rng = np.random.default_rng([seed, STREAM_COHORT, 0])
     numbers = rng.choice(np.arange(1, 4000), size=n_patients, replace=False)
     return [
@@ -211,14 +214,15 @@ def _encode_ricord_image(seed: int, patient: RicordPatient, study: RicordStudy,
 
 
 def _corrupt_files(cfg: dict, patients: list[RicordPatient], studies: list[RicordStudy],
-                   out_dir: Path) -> list[dict[str, str]]:
-    """Plant unreadable .dcm files among the real ones: alternately not-DICOM and truncated."""
+                   out_dir: Path) -> tuple[list[dict[str, str]], list[RicordImage]]:
+    """Plant unreadable .dcm files among the real ones: alternately not-DICOM and truncated.
+    Returns their truth rows and the truncated files' planned headers (readable)."""
     seed = int(cfg["seed"])
     count = int(cfg.get("n_corrupt_files", 0))
     if count and not studies:
         raise ValueError("n_corrupt_files > 0 needs at least one study to hide the files in")
     taken = {image.raw_path for study in studies for image in study.images}
-    planted = []
+    planted, ghosts = [], []
     for index in range(count):
         study = studies[(index * 7919) % len(studies)]  # spread over the cohort, deterministically
         host = study.images[0]
@@ -241,9 +245,10 @@ def _corrupt_files(cfg: dict, patients: list[RicordPatient], studies: list[Ricor
             )
             full = dicom_bytes(seed, patients[study.patient_index], study, ghost, pixels, low, high)
             data = full[: len(full) // 2]  # the pixel data ends early
+            ghosts.append(ghost)  # its header still reads: ingest numbers it among its study's images
         write_bytes(out_dir / raw_path, data)
         planted.append({"raw_path": raw_path, "kind": kind})
-    return planted
+    return planted, ghosts
 
 
 def generate_ricord(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, int]:
@@ -281,7 +286,11 @@ def generate_ricord(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, int]:
     ]
     write_csv(truth_dir / "ricord_readers.csv",
               pd.DataFrame(airspace, columns=["study_uid", "reader_id", "label_name"]))
-    corrupt = _corrupt_files(cfg, patients, studies, out_dir)
+    corrupt, ghosts = _corrupt_files(cfg, patients, studies, out_dir)
+    images = [image for study in studies for image in study.images]
+    boxes = plan_boxes(cfg, images)
+    if any(box is not None for box in boxes.values()):
+        write_boxes(out_dir, boxes, image_ids(images + ghosts))
     write_csv(truth_dir / "corrupt_files.csv", pd.DataFrame(corrupt, columns=["raw_path", "kind"]))
     graded_studies = {row["study_uid"] for row in airspace}
     invalid_studies = {row["study_uid"] for row in airspace if row["label_name"] == schema.INVALID}
@@ -296,4 +305,5 @@ def generate_ricord(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, int]:
         "ricord_invalid_studies": len(invalid_studies),
         "ricord_ungraded_studies": len(studies) - len(graded_studies),
         "ricord_corrupt_files": len(corrupt),
+        "ricord_crop_boxes": sum(1 for box in boxes.values() if box is not None),
     }

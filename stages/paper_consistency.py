@@ -1,6 +1,6 @@
-"""Stage ``paper_check``: how the paper's own tables agree, written to ``metrics/paper_consistency.json``.
+"""Stage ``paper_consistency``: how the paper's own tables agree, written to ``metrics/paper_consistency.json``.
 
-    python -m stages.paper_check --out metrics/paper_consistency.json
+    python -m stages.paper_consistency --out metrics/paper_consistency.json
 
 Recomputes Table 3's COVID-Net CXR-S row from Table 4, solves every Table 3 row for whole counts
 on the 150 test images, and checks the figures quoted in the text (:mod:`stages.reference.consistency`).
@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     result = check(paper())
     write_json(args.out, result)
     for model, row in result["table3_rows"].items():
-        print(f"paper_check: Table 3 {model}: level names {row['level_names']}, {len(row['solutions'])} solution(s)")
+        print(f"paper_consistency: Table 3 {model}: level names {row['level_names']}, "
+              f"{len(row['solutions'])} solution(s)")
 
 
 if __name__ == "__main__":
