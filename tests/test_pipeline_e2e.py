@@ -112,6 +112,21 @@ def test_planted_leaks_are_found_and_kept_out_of_pretraining(tiny_project):
     assert "Planted copies (synthetic source): 12 of 12 found." in summary
 
 
+def test_without_the_crop_aware_hash_the_cropped_plants_escape(tiny_project):
+    """The stage's own tables, audited again with each severity image's box hash replaced by its
+    whole-image hash (as before issue 16): the cropped copies are no longer found, the rest are."""
+    from stages.validation.leakage import AuditSettings, audit, score_planted
+
+    tables = tiny_project / "data/tables"
+    read = lambda name: pd.read_csv(tables / name, dtype=str, keep_default_na=False)  # noqa: E731
+    severity, pretrain, split = read("severity_images.csv"), read("pretrain_images.csv"), read("split.csv")
+    planted = pd.read_csv(tiny_project / "data/raw/synthetic_truth/planted_leaks.csv", dtype=str)
+    blind = severity.assign(phash_cropped=severity["phash"])
+    score = score_planted(planted, audit(split, blind, pretrain, AuditSettings()).matches, severity, pretrain)
+    assert score["by_kind"]["cropped"] == {"planted": 2, "found": 0}
+    assert all(c["found"] == c["planted"] for kind, c in score["by_kind"].items() if kind != "cropped")
+
+
 def test_second_repro_is_a_no_op_and_status_clean(tiny_project):
     again = dvc(tiny_project, "repro", TARGET)
     assert "Running stage" not in again.stdout
