@@ -171,18 +171,26 @@ def _distances(left: pd.DataFrame, column: str, right: pd.DataFrame) -> np.ndarr
     return hamming_matrix(list(left[column]), list(right["phash"]))
 
 
+def hash_distances(left: pd.DataFrame, right: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Hash method -> distances (len(left), len(right)) of the left side's hash to the right's phash;
+    computed once per audit, read by the matching and by :func:`nearest_unmatched`."""
+    return {method: _distances(left, column, right) for method, column in HASH_METHODS.items()
+            if column in left.columns}
+
+
 def find_pairs(left: pd.DataFrame, right: pd.DataFrame, max_distance: int,
-               methods: tuple[str, ...] = schema.LEAKAGE_METHODS) -> pd.DataFrame:
+               methods: tuple[str, ...] = schema.LEAKAGE_METHODS,
+               distances_by_method: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """One row per matched (left, right) pair: ``left``, ``left_group``, ``right``, ``right_group``,
     ``methods`` (every method that matched, ';'-joined in :data:`schema.LEAKAGE_METHODS` order) and
     ``phash_distance`` (the smallest over the left side's hashes), sorted by the two ids."""
     found = [_equal_pairs(left, right, key).assign(method=method)
              for method, key in EQUALITY_KEYS.items() if method in methods]
+    if distances_by_method is None:
+        distances_by_method = hash_distances(left, right)
     nearest = np.full((len(left), len(right)), np.iinfo(np.int32).max, dtype=np.int64)
-    for method, column in HASH_METHODS.items():
-        if column not in left.columns:
-            continue
-        distances = _distances(left, column, right)
+    for method, distances in distances_by_method.items():
+        column = HASH_METHODS[method]
         nearest = np.minimum(nearest, distances)
         if method in methods:
             within = distances <= max_distance
@@ -208,12 +216,13 @@ def find_pairs(left: pd.DataFrame, right: pd.DataFrame, max_distance: int,
     return matched.sort_values(["left", "right"], kind="stable")[columns].reset_index(drop=True)
 
 
-def nearest_unmatched(severity: pd.DataFrame, pretrain: pd.DataFrame, matches: pd.DataFrame) -> int | None:
+def nearest_unmatched(severity: pd.DataFrame, pretrain: pd.DataFrame, matches: pd.DataFrame,
+                      distances_by_method: dict[str, np.ndarray]) -> int | None:
     """The smallest perceptual-hash distance (over the severity image's hashes) between a severity
     and a pretraining image that did not match: how much room the threshold has on this data."""
     if not len(severity) or not len(pretrain):
         return None
-    nearest = np.minimum.reduce([_distances(severity, column, pretrain) for column in HASH_METHODS.values()])
+    nearest = np.minimum.reduce(list(distances_by_method.values()))
     row = {image: i for i, image in enumerate(severity["id"])}
     column = {image: j for j, image in enumerate(pretrain["id"])}
     masked = nearest.astype(np.int64)
@@ -223,9 +232,10 @@ def nearest_unmatched(severity: pd.DataFrame, pretrain: pd.DataFrame, matches: p
     return None if smallest == np.iinfo(np.int64).max else int(smallest)
 
 
-def find_matches(severity: pd.DataFrame, pretrain: pd.DataFrame, max_distance: int) -> pd.DataFrame:
+def find_matches(severity: pd.DataFrame, pretrain: pd.DataFrame, max_distance: int,
+                 distances_by_method: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Severity against pretraining: rows in :data:`schema.LEAKAGE_MATCH_COLUMNS`."""
-    pairs = find_pairs(severity, pretrain, max_distance)
+    pairs = find_pairs(severity, pretrain, max_distance, distances_by_method=distances_by_method)
     return pairs.rename(columns={"left": "severity_image_id", "left_group": "severity_split",
                                  "right": "pretrain_image_id", "right_group": "pretrain_list"}
                         )[schema.LEAKAGE_MATCH_COLUMNS]
@@ -264,7 +274,8 @@ def audit(split: pd.DataFrame, severity_images: pd.DataFrame, pretrain_images: p
     and apply the mode to the matches of the guarded splits."""
     severity = severity_under_audit(split, severity_images)
     pretrain = pretrain_under_audit(pretrain_images)
-    matches = find_matches(severity, pretrain, settings.phash_max_distance)
+    distances = hash_distances(severity, pretrain)
+    matches = find_matches(severity, pretrain, settings.phash_max_distance, distances)
     guarded = matches[matches["severity_split"].isin(settings.splits)]
     in_train = guarded[guarded["pretrain_list"] == "train"]
     excluded = sorted(set(in_train["pretrain_image_id"])) if settings.mode == "exclude" else []
@@ -278,7 +289,7 @@ def audit(split: pd.DataFrame, severity_images: pd.DataFrame, pretrain_images: p
         "severity_images_audited_by_split": {s: int((severity["group"] == s).sum()) for s in schema.SPLITS},
         "pretrain_images_audited": int(len(pretrain)),
         "matched_pairs": int(len(matches)),
-        "nearest_unmatched_phash_distance": nearest_unmatched(severity, pretrain, matches),
+        "nearest_unmatched_phash_distance": nearest_unmatched(severity, pretrain, matches, distances),
         "matched_severity_images": int(matches["severity_image_id"].nunique()),
         "matched_severity_images_by_split": {
             s: int(matches.loc[matches["severity_split"] == s, "severity_image_id"].nunique())
