@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 # requirements-bootstrap.lock).
 UV_VERSION := 0.13.9
 
-.PHONY: install repro test test-fast readme lock
+.PHONY: install repro test test-fast readme lock plots-template
 
 # uv itself, from its own hashed lock: pip installs one wheel, uv installs the rest (much faster).
 $(UV): requirements-bootstrap.lock
@@ -27,7 +27,15 @@ $(VENV)/.installed: $(UV) requirements.lock pyproject.toml
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed
+# DVC's HTML template for `dvc plots show/diff` with Vega bundled (no CDN, so plots draw offline):
+# generated from the installed vl-convert-python, not tracked (.dvc/config points at it).
+PLOTS_TEMPLATE := .dvc/plots/offline.html
+$(PLOTS_TEMPLATE): $(VENV)/.installed stages/reporting/vega.py
+	python -m stages.reporting.vega --dvc-template $@
+
+plots-template: $(PLOTS_TEMPLATE)
+
+install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
 repro: install
 	dvc repro

@@ -1,4 +1,5 @@
-"""Stage ``report``: ``reports/results.md`` with this run's tables beside the paper's, and figures.
+"""Stage ``report``: ``reports/results.md`` with this run's tables beside the paper's, and figures;
+``reports/results.html``, the same as one self-contained page with interactive charts.
 
 Every number comes from ``metrics/`` (this run) or ``stages/reference/paper.yaml`` (the paper, as
 printed); nothing is typed by hand. The data source is stated in the heading of every table, so
@@ -20,12 +21,14 @@ from stages.common.tracked import track, untrack
 from stages.evaluation.classification import METRICS
 from stages.reference import PAPER_FILE
 from stages.reference import paper as _paper_as_printed
+from stages.reporting.charts import charts, paper_matrix_by_true_level
 from stages.reporting.comparison import comparison_lines
 from stages.reporting.formatting import NO_PAPER
 from stages.reporting.formatting import pct as _pct
 from stages.reporting.formatting import printed_pct as _printed_pct
 from stages.reporting.formatting import signed_pct as _signed_pct
 from stages.reporting.figures import write_figures
+from stages.reporting.html import page as results_page
 from stages.reporting.paper_rows import consistency_lines, paper_rows
 from stages.tasks import LEVEL_NAMES as LEVELS
 
@@ -260,16 +263,16 @@ def _decimal_ci(value, interval: dict | None) -> str:
 
 def table4_lines(evaluation: dict, data: str) -> list[str]:
     # The paper prints the prediction in rows; re-laid out here as rows = true level.
-    printed = paper()["table4"]["matrix"]
+    printed = paper_matrix_by_true_level(paper()["table4"]["matrix"])
     lines = [
         f"## Table 4: COVID-Net CXR-S confusion matrix (rows: true level, columns: predicted) - {data}", "",
         "| true \\ predicted | this run: Level 1 | this run: Level 2 | paper: Level 1 | paper: Level 2 |",
         "| --- | --- | --- | --- | --- |",
     ]
     matrix = evaluation["confusion_matrix"]["matrix"]
-    for level, key in zip(LEVELS, ("level1", "level2")):
+    for level in LEVELS:
         lines.append(f"| {level} | {matrix[level]['Level 1']} | {matrix[level]['Level 2']} | "
-                     f"{printed['level1'][key]} | {printed['level2'][key]} |")
+                     f"{printed[level]['Level 1']} | {printed[level]['Level 2']} |")
     return lines + [""]
 
 
@@ -400,10 +403,15 @@ def readme_text(results: Results) -> str:
 
 
 def render(metrics: Path, out: Path, model_names) -> str:
+    """``results.md`` with its PNG figures, and ``results.html``: the same text with the figures as
+    interactive charts, self-contained (opens offline)."""
     results = load_results(metrics, model_names)
     write_figures(results.evaluations, results.metrics, results.models, results.data, out / "figures")
     text, _ = untrack(results_text(results))
     write_text(out / "results.md", text)
+    paper_table4 = paper()["table4"] if "covidnet_cxr_s" in results.evaluations else None
+    write_text(out / "results.html", results_page(text, charts(results.evaluations, results.metrics, results.models,
+                                                               paper_table4, results.data)))
     return text
 
 
@@ -414,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
     render(args.metrics, args.out, load_params(args.params)["models"])
-    print(f"report: wrote {args.out / 'results.md'}")
+    print(f"report: wrote {args.out / 'results.md'} and {args.out / 'results.html'}")
 
 
 if __name__ == "__main__":

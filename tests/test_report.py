@@ -83,7 +83,7 @@ def test_tables_beside_the_paper_and_labelled_synthetic(metrics, tmp_path):
 def test_report_is_byte_stable(metrics, tmp_path):
     render(metrics, tmp_path / "a", {"covidnet_cxr_s": {}, "resnet50": {}})
     render(metrics, tmp_path / "b", {"covidnet_cxr_s": {}, "resnet50": {}})
-    for name in ("results.md", "figures/confusion_matrix.png", "figures/finetune_curves.png"):
+    for name in ("results.md", "results.html", "figures/confusion_matrix.png", "figures/finetune_curves.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
