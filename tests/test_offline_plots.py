@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import subprocess
 import sys
@@ -116,7 +117,8 @@ def dvc_template() -> Path:
 
 
 def _dvc(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
 
 
