@@ -21,6 +21,7 @@ Demographics (the paper's Table 1) go there too, over the labelled images: per p
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from sklearn.metrics import cohen_kappa_score
 from stages import schema
 from stages.common.cli import stage_arguments
 from stages.common.io import read_table, write_csv, write_json
-from stages.sources.mdai import read_reader_labels
+from stages.sources.mdai import read_export_labels
 
 TIE_BREAKS = ("first", "higher", "lower")
 INVALID_VOTE = "invalid"
@@ -256,7 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     args, params = stage_arguments(__doc__, argv, raw=Path("data/raw"), tables=Path("data/tables"),
                                    metrics=Path("metrics/cohort.json"))
     images = read_severity_images(args.tables / "severity_images.csv")
-    readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
+    readers, orphans = read_export_labels(args.raw / schema.RICORD_ANNOTATIONS)
+    if orphans:
+        print(f"group: {sum(orphans.values())} annotations use a labelId no labelGroups entry defines; left "
+              f"out (as COVID-Net's json_to_dataframe did): {orphans}", file=sys.stderr)
     adjudicators = set(params["group"].get("adjudicators") or [])
     labels, excluded = group_labels(images, readers, params["group"]["tie_break"], adjudicators)
     if labels.empty:
@@ -266,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"data_source": params["data"]["source"], **cohort_summary(labels, excluded),
                "reader_agreement": reader_agreement(readers),
                "demographics": cohort_demographics(labelled_images(images, labels))}
+    if orphans:  # only when there are any, so an export without them keeps its metrics as they were
+        summary["annotations_without_label"] = {"count": sum(orphans.values()), "label_ids": orphans}
     write_json(args.metrics, summary)
     print(f"group: {summary['images']} labelled images of {summary['patients']} patients; "
           f"level1 {summary['level1']}, level2 {summary['level2']}; excluded {summary['excluded_studies']}")

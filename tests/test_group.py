@@ -210,3 +210,14 @@ def test_stage_writes_demographics_deterministically(tmp_path):
     assert sum(demographics["sex"].values()) == demographics["patients"] and demographics["sex"]["unknown"] == 0
     assert sum(demographics["view"].values()) == len(labels)
     assert 18 <= demographics["age_mean"] <= 90
+    assert "annotations_without_label" not in json.loads(outputs[0])  # the phantom has none: no key
+
+    # An annotation with a labelId no group defines is counted and reported, not fatal.
+    export_path = raw / schema.RICORD_ANNOTATIONS
+    export = json.loads(export_path.read_text())
+    export["datasets"][0]["annotations"][0]["labelId"] = "L_orphan"
+    export_path.write_text(json.dumps(export))
+    main(["--raw", str(raw), "--tables", str(tmp_path / "tables"), "--metrics", str(tmp_path / "c.json"),
+          "--params", str(params)])
+    assert json.loads((tmp_path / "c.json").read_text())["annotations_without_label"] == \
+        {"count": 1, "label_ids": {"L_orphan": 1}}

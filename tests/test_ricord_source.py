@@ -115,7 +115,7 @@ def _params(fake: FakeNBIA) -> dict:
     params["data"]["source"] = "ricord"
     params["ricord"].update({
         "nbia_base_url": fake.base_url, "modalities": ["CR", "DX"], "workers": 2, "retries": 1, "timeout_s": 5,
-        "annotations": f"{fake.root_url}/mdai/export.json", "covidnet_base_url": fake.root_url,
+        "annotations": f"{fake.root_url}/mdai/export.json", "annotations_bytes": None, "covidnet_base_url": fake.root_url,
         "covidx_dir": None, "covidx_max_missing_fraction": 1.0,
         "covidx_image_urls": {"cohen": fake.root_url + "/cohen/images/{filename}"}})
     params["ingest"].update({"image_size": 32, "max_reject_fraction": 0.0})
@@ -269,3 +269,31 @@ def test_ricord_source_without_its_params_section_leaves_no_raw_folder(tmp_path)
     with pytest.raises(SystemExit, match="needs a 'ricord' section"):
         acquire.acquire(tmp_path / "raw", {"data": {"source": "ricord"}}, tmp_path / "downloads")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_annotation_export_is_pinned_by_size_and_by_its_first_sha256(tmp_path):
+    """The export is checked against ricord.annotations_bytes; the first verified download's sha256
+    is pinned (trust on first use), so a different file at the same URL later fails."""
+    from stages.sources import ricord
+    from stages.sources.http import DownloadError
+    fake = FakeNBIA()
+    first = b'{"labelGroups": [], "datasets": []}\n'
+    fake.static["/mdai/export.json"] = first
+    with serving(fake):
+        params = {"annotations": f"{fake.root_url}/mdai/export.json", "annotations_bytes": len(first),
+                  "retries": 0, "timeout_s": 5}
+        checksums = ricord.fetch_annotations(tmp_path / "dl", tmp_path / "raw", params)
+        pin = json.loads((tmp_path / "dl" / "annotations" / "export.json.pin.json").read_text())
+        assert pin["bytes"] == len(first) and pin["sha256"] == checksums[schema.RICORD_ANNOTATIONS]
+        assert pin["sha256"] == http.sha256_file(tmp_path / "raw" / schema.RICORD_ANNOTATIONS)
+        # TCIA re-exports a file of the same size: the sha256 pin catches it on a fresh download.
+        fake.static["/mdai/export.json"] = first.replace(b"[]", b"{}", 1)
+        (tmp_path / "dl" / "annotations" / "export.json").unlink()
+        with pytest.raises(DownloadError, match="sha256 mismatch"):
+            ricord.fetch_annotations(tmp_path / "dl", tmp_path / "raw2", params)
+        with pytest.raises(DownloadError, match=f"size mismatch: expected {len(first) + 1} bytes"):
+            ricord.fetch_annotations(tmp_path / "dl3", tmp_path / "raw3", {**params, "annotations_bytes": len(first) + 1})
+    local = tmp_path / "local.json"
+    local.write_bytes(first)
+    with pytest.raises(SystemExit, match=r"local\.json: \d+ bytes, but the annotation export is pinned at 1 "):
+        ricord.fetch_annotations(tmp_path / "dl4", tmp_path / "raw4", {"annotations": str(local), "annotations_bytes": 1})

@@ -20,6 +20,7 @@ The checksums of everything go to ``SOURCE.json``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -60,22 +61,44 @@ def fetch_reference_files(downloads: Path, raw: Path, params: dict) -> dict[str,
     return checksums
 
 
+def annotation_pin(params: dict, pin_file: Path) -> tuple[int | None, str | None]:
+    """(bytes, sha256) the annotation export must have: ``ricord.annotations_bytes`` and
+    ``ricord.annotations_sha256`` where set, else what the first verified download recorded in
+    ``pin_file`` (trust on first use: later runs and re-downloads must give the same file)."""
+    size, sha256 = params.get("annotations_bytes"), params.get("annotations_sha256") or None
+    if pin_file.is_file():
+        seen = json.loads(pin_file.read_text())
+        size = size if size is not None else seen.get("bytes")
+        sha256 = sha256 or seen.get("sha256")
+    return (int(size) if size is not None else None), sha256
+
+
 def fetch_annotations(downloads: Path, raw: Path, params: dict) -> dict[str, str]:
-    """The MD.ai export from a URL (downloaded once, kept) or a local path (read, never moved)."""
+    """The MD.ai export from a URL (downloaded once, kept) or a local path (read, never moved),
+    checked against its size and sha256 pins (:func:`annotation_pin`)."""
     location = str(params["annotations"])
-    expected = params.get("annotations_sha256") or None
+    name = Path(location.split("?")[0]).name
+    pin_file = downloads / "annotations" / f"{name}.pin.json"
+    size, expected = annotation_pin(params, pin_file)
     if is_url(location):
-        local = downloads / "annotations" / Path(location.split("?")[0]).name
-        fetch(location, local, sha256=expected, **_http_kwargs(params))
+        local = downloads / "annotations" / name
+        info = fetch(location, local, sha256=expected, size=size, **_http_kwargs(params))
+        actual, got = info["sha256"], info["bytes"]
     else:
         local = Path(location)
         if not local.is_file():
             raise SystemExit(f"acquire: ricord.annotations {local} is not a file")
-        actual = sha256_file(local)
+        actual, got = sha256_file(local), local.stat().st_size
+        if size is not None and got != size:
+            raise SystemExit(f"acquire: {local}: {got} bytes, but the annotation export is pinned at {size} "
+                             f"(ricord.annotations_bytes or {pin_file})")
         if expected and actual != expected:
-            raise SystemExit(f"acquire: {local}: sha256 {actual} does not match ricord.annotations_sha256 {expected}")
+            raise SystemExit(f"acquire: {local}: sha256 {actual} does not match the pin {expected} "
+                             f"(ricord.annotations_sha256 or {pin_file})")
+    if not pin_file.is_file():
+        write_json(pin_file, {"source": location, "bytes": got, "sha256": actual})
     place(local, raw / schema.RICORD_ANNOTATIONS)
-    return {schema.RICORD_ANNOTATIONS: sha256_file(local)}
+    return {schema.RICORD_ANNOTATIONS: actual}
 
 
 def find_covidx_image(folder: Path, list_name: str, filename: str) -> Path | None:
