@@ -154,11 +154,15 @@ def test_acquire_writes_the_raw_layout_with_checksums(pipeline):
     # COVIDx: the lists are complete; the cohen images came through the URL template, the rest is reported.
     assert http.sha256_file(raw / schema.COVIDX_LISTS["train"]) == covidnet.COVIDX_LIST_FILES["train"][1]
     assert sorted(p.name for p in (raw / schema.COVIDX_IMAGES_DIR).iterdir()) == pipeline["cohen"]
+    n_missing = 15952 + 400 - len(pipeline["cohen"])
     assert source["covidx"] == {"images_found": len(pipeline["cohen"]), "images_downloaded": len(pipeline["cohen"]),
-                                "images_missing": 15952 + 400 - len(pipeline["cohen"])}
+                                "images_missing": n_missing, "images_missing_by_reason": source["covidx"]["images_missing_by_reason"]}
+    by_reason = source["covidx"]["images_missing_by_reason"]
+    assert sum(by_reason.values()) == n_missing and by_reason["dropped in COVIDx 9B"] == 1
     missing = (raw / schema.COVIDX_MISSING).read_text().splitlines()
     assert len(missing) == source["covidx"]["images_missing"]
     assert all(line.split(" ", 1)[0] in ("train", "test") for line in missing)
+    assert "train 242a639e.jpg dropped in COVIDx 9B: no Kaggle copy (9B, CXR-4) has it" in missing
 
 
 def test_ingest_names_images_as_covidnet_does(pipeline):
@@ -297,3 +301,27 @@ def test_annotation_export_is_pinned_by_size_and_by_its_first_sha256(tmp_path):
     local.write_bytes(first)
     with pytest.raises(SystemExit, match=r"local\.json: \d+ bytes, but the annotation export is pinned at 1 "):
         ricord.fetch_annotations(tmp_path / "dl4", tmp_path / "raw4", {"annotations": str(local), "annotations_bytes": 1})
+
+
+@pytest.mark.parametrize("layout", ["8B", "9B", "CXR-4", "flat"])
+def test_covidx_copies_of_every_layout_are_found(tmp_path, layout):
+    """Kaggle's 8B and 9B copies have train/ and test/; CXR-4 adds val/ (an 8B train image may sit
+    there); a flat folder works too. Each listed name is found wherever its copy put it."""
+    from stages.sources import ricord
+    folders = {"8B": ("train", "test"), "9B": ("train", "test"), "CXR-4": ("val", "test"), "flat": ("", "")}[layout]
+    for name, folder in zip(("a.png", "b.png"), folders):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b"x")
+    assert ricord.find_covidx_image(tmp_path, "train", "a.png") == tmp_path / folders[0] / "a.png"
+    assert ricord.find_covidx_image(tmp_path, "test", "b.png") == tmp_path / folders[1] / "b.png"
+    assert ricord.find_covidx_image(tmp_path, "train", "c.png") is None
+
+
+def test_missing_covidx_images_say_why():
+    from stages.sources import ricord
+    folder, templates = Path("/copy"), {"cohen": "http://x/{filename}"}
+    assert ricord.missing_reason("242a639e.jpg", "rsna", folder, {}).startswith("dropped in COVIDx 9B")
+    assert ricord.missing_reason("x.png", "cohen", folder, templates) == "download failed (source cohen)"
+    assert ricord.missing_reason("x.png", "rsna", None, templates) == \
+        "no ricord.covidx_dir and no URL template for source rsna"
+    assert ricord.missing_reason("x.png", "rsna", folder, templates).startswith("not in ricord.covidx_dir under train/, val/, test/")

@@ -47,6 +47,12 @@ COVIDX_LIST_FILES = {
              "7c92ae0bef49652005e1541a1f2b774e313be4431a891cb0aa5539d37ca2a71e"),
 }
 
+# Kaggle's COVIDx (andyczhao/covidx-cxr2) is 9B or later now: 8B's test list is 9B's, and 15,951
+# of 8B's 15,952 train names are in 9B's train list (labels/*_COVIDx9B.txt, same commit); this one
+# is in neither 9B list, so no current copy has it. CXR-4 (Kaggle, 2023) adds a val/ folder.
+DROPPED_IN_COVIDX_9B = frozenset({"242a639e.jpg"})
+COVIDX_FOLDERS = ("train", "val", "test")  # split folders of a local copy (8B/9B: train, test; CXR-4: + val)
+
 SEVERITY_LIST_COLUMNS = ["patient_id", "image_id", "airspace_level", "list_source"]
 CROP_BOX_COLUMNS = ["image_id", "xmin", "ymin", "xmax", "ymax"]
 LEVEL_OF_NAME = {"level1": 1, "level2": 2}

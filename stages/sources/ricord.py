@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -102,15 +103,30 @@ def fetch_annotations(downloads: Path, raw: Path, params: dict) -> dict[str, str
 
 
 def find_covidx_image(folder: Path, list_name: str, filename: str) -> Path | None:
-    """A listed image in a local COVIDx copy: ``<folder>/<list>/<file>`` (Kaggle) or flat."""
-    for candidate in (folder / list_name / filename, folder / filename):
+    """A listed image in a local COVIDx copy: its list's folder first, then the other split folders
+    (8B and 9B: ``train/``, ``test/``; CXR-4 adds ``val/``, and a later release may move an image
+    between splits), then the folder itself (flat)."""
+    folders = [list_name] + [name for name in covidnet.COVIDX_FOLDERS if name != list_name]
+    for candidate in [folder / name / filename for name in folders] + [folder / filename]:
         if candidate.is_file():
             return candidate
     return None
 
 
+def missing_reason(filename: str, source: str, folder: Path | None, templates: dict[str, str]) -> str:
+    """Why a listed image was found nowhere (written after its name in covidx/missing.txt)."""
+    if filename in covidnet.DROPPED_IN_COVIDX_9B:
+        return "dropped in COVIDx 9B: no Kaggle copy (9B, CXR-4) has it"
+    if source in templates:
+        return f"download failed (source {source})"
+    if folder is None:
+        return f"no ricord.covidx_dir and no URL template for source {source}"
+    return f"not in ricord.covidx_dir under {'/, '.join(covidnet.COVIDX_FOLDERS)}/ or flat"
+
+
 def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
-    """COVIDx 8B lists (pinned, sha256) and images (local folder, then URL templates)."""
+    """COVIDx 8B lists (pinned, sha256) and images (local folder, then URL templates); every listed
+    image found nowhere goes to covidx/missing.txt with the reason."""
     base = params.get("covidnet_base_url", covidnet.RAW_BASE_URL)
     folder = Path(params["covidx_dir"]) if params.get("covidx_dir") else None
     if folder is not None and not folder.is_dir():
@@ -118,6 +134,7 @@ def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
     templates: dict[str, str] = params.get("covidx_image_urls") or {}
     checksums: dict[str, str] = {}
     missing: list[str] = []
+    reasons: Counter[str] = Counter()
     failures: list[str] = []
     found = downloaded = 0
     for list_name, (repository_path, sha256) in covidnet.COVIDX_LIST_FILES.items():
@@ -129,7 +146,7 @@ def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
         for filename, source in progress(list(zip(listed.filename, listed.covidx_source)),
                                          desc=f"covidx {list_name}", unit="img"):
             path = find_covidx_image(folder, list_name, filename) if folder else None
-            if path is None and source in templates:
+            if path is None and source in templates and filename not in covidnet.DROPPED_IN_COVIDX_9B:
                 path = downloads / "covidx" / "images" / filename
                 try:
                     fetch(templates[source].format(filename=filename), path, **_http_kwargs(params))
@@ -138,7 +155,9 @@ def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
                     failures.append(str(error))
                     path = None
             if path is None:
-                missing.append(f"{list_name} {filename}")
+                reason = missing_reason(filename, source, folder, templates)
+                reasons[reason.split(" (")[0].split(":")[0]] += 1
+                missing.append(f"{list_name} {filename} {reason}")
                 continue
             found += 1
             place(path, raw / schema.COVIDX_IMAGES_DIR / filename)
@@ -150,17 +169,17 @@ def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
     if missing:
         shown = ", ".join(m.split()[1] for m in missing[:10])
         print(f"acquire: {len(missing)} COVIDx images are listed but were found neither in "
-              f"ricord.covidx_dir nor at a URL template (see covidx/missing.txt): {shown}"
-              f"{', ...' if len(missing) > 10 else ''}", file=sys.stderr)
+              f"ricord.covidx_dir nor at a URL template (see covidx/missing.txt; by reason: {dict(reasons)}): "
+              f"{shown}{', ...' if len(missing) > 10 else ''}", file=sys.stderr)
     total = found + len(missing)
     limit = float(params.get("covidx_max_missing_fraction", 0.0))
     if total and len(missing) / total > limit:
         raise SystemExit(
             f"acquire: {len(missing)} of {total} COVIDx images ({len(missing) / total:.1%}) are missing, above "
             f"ricord.covidx_max_missing_fraction={limit:.1%}; point ricord.covidx_dir at the Kaggle release "
-            f"(names in {downloads / 'covidx' / 'missing.txt'})")
+            f"(names and reasons in {downloads / 'covidx' / 'missing.txt'})")
     return {"checksums": checksums, "images_found": found, "images_downloaded": downloaded,
-            "images_missing": len(missing)}
+            "images_missing": len(missing), "images_missing_by_reason": dict(sorted(reasons.items()))}
 
 
 def acquire(raw: Path, downloads: Path, params: dict) -> dict[str, Any]:
