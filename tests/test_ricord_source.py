@@ -114,7 +114,7 @@ def _params(fake: FakeNBIA) -> dict:
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"]["source"] = "ricord"
     params["ricord"].update({
-        "nbia_base_url": fake.base_url, "modalities": ["CR", "DX"], "workers": 2, "retries": 1, "timeout_s": 5,
+        "service": "nbia", "nbia_base_url": fake.base_url, "modalities": ["CR", "DX"], "workers": 2, "retries": 1, "timeout_s": 5,
         "annotations": f"{fake.root_url}/mdai/export.json", "annotations_bytes": None, "covidnet_base_url": fake.root_url,
         "covidx_dir": None, "covidx_max_missing_fraction": 1.0,
         "covidx_image_urls": {"cohen": fake.root_url + "/cohen/images/{filename}"}})
@@ -142,8 +142,9 @@ def pipeline(world):
 def test_acquire_writes_the_raw_layout_with_checksums(pipeline):
     raw, summary = pipeline["tmp"] / "raw", pipeline["summary"]
     source = json.loads((raw / schema.SOURCE_MANIFEST).read_text())
-    assert source["source"] == "ricord" and source["nbia"]["collection"] == COLLECTION
-    assert source["nbia"]["series"] == len(pipeline["fake"].series) == summary["nbia"]["series"]
+    assert source["source"] == "ricord" and source["images"]["collection"] == COLLECTION
+    assert source["images"]["service"] == "nbia"
+    assert source["images"]["series"] == len(pipeline["fake"].series) == summary["images"]["series"]
     for rel, sha in source["sha256"].items():
         assert http.sha256_file(raw / rel) == sha, rel
     assert source["sha256"]["covidnet/test_COVIDxSev.txt"] == covidnet.REFERENCE_FILES["test_COVIDxSev.txt"][1]

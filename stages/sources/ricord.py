@@ -4,9 +4,10 @@ Everything fetched over the network lands first in a download folder (``data/dow
 DVC's outputs, so a stage rerun or an interruption never throws finished downloads away) and is
 verified there; the raw folder is then assembled from those verified files:
 
-- RSNA RICORD 1c radiographs from the TCIA NBIA REST API (``stages.sources.nbia``), one verified
-  zip per series, extracted to ``ricord/images/<SeriesInstanceUID>/``, listed with checksums in
-  ``ricord/manifest.csv``;
+- RSNA RICORD 1c radiographs, by ``ricord.service``: from IDC's public buckets (``stages.sources.idc``,
+  the default: static files, resumable by Range, checked against IDC's index) or from TCIA's NBIA
+  REST API (``stages.sources.nbia``, one verified zip per series), to
+  ``ricord/images/<SeriesInstanceUID>/``, listed with checksums in ``ricord/manifest.csv``;
 - the MD.ai annotation export, from a URL or a local path, to ``ricord/annotations.json``;
 - COVID-Net's reference files (COVIDxSev lists, crop boxes, patient map) at a pinned commit,
   verified by sha256, to ``covidnet/``;
@@ -28,10 +29,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from stages import schema
 from stages.common.io import write_json, write_text
 from stages.common.progress import progress
-from stages.sources import covidnet_files as covidnet, nbia
+from stages.sources import covidnet_files as covidnet, idc, nbia
 from stages.sources.covidx import read_covidx_list
 from stages.sources.http import DownloadError, fetch, is_url, sha256_file
 
@@ -182,22 +185,42 @@ def fetch_covidx(downloads: Path, raw: Path, params: dict) -> dict[str, Any]:
             "images_missing": len(missing), "images_missing_by_reason": dict(sorted(reasons.items()))}
 
 
+SERVICES = ("idc", "nbia")
+
+
+def fetch_images(downloads: Path, raw: Path, params: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The radiographs from ``ricord.service``: IDC (the default; ``stages.sources.idc``) or TCIA's
+    NBIA API (``stages.sources.nbia``); the file manifest and what SOURCE.json says about them."""
+    service = params.get("service", "nbia")
+    if service not in SERVICES:
+        raise SystemExit(f"acquire: ricord.service must be one of {SERVICES}, got {service!r}")
+    out, workers = raw / schema.RICORD_IMAGES_DIR, int(params.get("workers", 4))
+    if service == "idc":
+        index, version = idc.load_index(params.get("idc_collection", idc.RICORD_1C))
+        manifest = idc.download_collection(
+            index, list(params["modalities"]), downloads / "idc", out, workers=workers,
+            bucket_url=params.get("idc_bucket_url", idc.DEFAULT_BUCKET_URL), **_http_kwargs(params))
+        return manifest, {"service": "idc", "idc_index_data": version, "collection": idc.RICORD_1C,
+                          "bucket_url": params.get("idc_bucket_url", idc.DEFAULT_BUCKET_URL),
+                          "index": idc.index_summary(index[index.Modality.isin(list(params["modalities"]))])}
+    manifest = nbia.download_collection(
+        params["nbia_base_url"], params["collection"], list(params["modalities"]), downloads / "nbia", out,
+        workers=workers, verify=params.get("verify", "md5"), **_http_kwargs(params))
+    return manifest, {"service": "nbia", "base_url": params["nbia_base_url"], "collection": params["collection"]}
+
+
 def acquire(raw: Path, downloads: Path, params: dict) -> dict[str, Any]:
     """Assemble the real raw folder; returns what went into ``SOURCE.json``."""
     raw, downloads = Path(raw), Path(downloads)
     checksums = {**fetch_reference_files(downloads, raw, params), **fetch_annotations(downloads, raw, params)}
-    manifest = nbia.download_collection(
-        params["nbia_base_url"], params["collection"], list(params["modalities"]),
-        downloads / "nbia", raw / schema.RICORD_IMAGES_DIR, workers=int(params.get("workers", 4)),
-        verify=params.get("verify", "md5"), **_http_kwargs(params))
+    manifest, images = fetch_images(downloads, raw, params)
     nbia.write_manifest(manifest, raw / schema.RICORD_DIR / "manifest.csv")
     covidx = fetch_covidx(downloads, raw, params)
     checksums.update(covidx.pop("checksums"))
     return {
         "source": "ricord",
-        "nbia": {"base_url": params["nbia_base_url"], "collection": params["collection"],
-                 "series": int(manifest.series_uid.nunique()) if len(manifest) else 0,
-                 "files": int(len(manifest))},
+        "images": {**images, "series": int(manifest.series_uid.nunique()) if len(manifest) else 0,
+                   "files": int(len(manifest))},
         "sha256": dict(sorted(checksums.items())),
         "covidx": covidx,
     }
