@@ -64,34 +64,6 @@ def test_unknown_order_is_refused():
 
 # --- the real index -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def real_index(request) -> pd.DataFrame:
-    """IDC's series index of RICORD 1c (idc-index-data), with its series folder names."""
-    idc_index_data = pytest.importorskip("idc_index_data", reason="idc-index-data (test extra) is not installed")
-    pytest.importorskip("pyarrow", reason="pyarrow (test extra) is needed to read idc_index.parquet")
-    index = pd.read_parquet(idc_index_data.IDC_INDEX_PARQUET_FILEPATH,
-                            filters=[("collection_id", "==", "midrc_ricord_1c")])
-    return index.reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def usable_names(request) -> set[str]:
-    path = Path(request.config.rootpath).parent / "shared" / "data" / "ricord-covidnet" / "ricord_data_set.txt"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (COVID-Net's list of usable RICORD images)")
-    return {line.split()[0].removesuffix(".png") for line in path.read_text().splitlines() if line.strip()}
-
-
-@pytest.fixture(scope="module")
-def listed_names(request) -> set[str]:
-    """The 909 image names of COVID-Net's COVIDxSev train and test lists."""
-    folder = Path(request.config.rootpath).parent / "shared" / "data" / "ricord-covidnet"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (COVID-Net's COVIDxSev lists)")
-    return {line.split()[1].removesuffix(".png") for name in ("train", "test")
-            for line in (folder / f"{name}_COVIDxSev.txt").read_text().splitlines() if line.strip()}
-
-
 def _names(index: pd.DataFrame, order: str) -> pd.DataFrame:
     """One row per instance (the index counts them per series), named by ``order``."""
     rows = index.loc[index.index.repeat(index.instanceCount)].reset_index(drop=True)
