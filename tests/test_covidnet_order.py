@@ -8,7 +8,6 @@ idc-index-data) and COVID-Net's own list of usable images, and skip when either 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
