@@ -91,23 +91,26 @@ def real_index() -> pd.DataFrame:
     return index.reset_index(drop=True)
 
 
-def _covidnet_folder(request) -> Path:
-    folder = Path(request.config.rootpath).parent / "shared" / "data" / "ricord-covidnet"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (COVID-Net's RICORD lists)")
-    return folder
-
-
 @pytest.fixture(scope="session")
-def usable_names(request) -> set[str]:
+def usable_names(shared_covidnet) -> set[str]:
     """COVID-Net's 1,096 usable RICORD image names (ricord_data_set.txt)."""
-    path = _covidnet_folder(request) / "ricord_data_set.txt"
+    path = shared_covidnet / "ricord-covidnet" / "ricord_data_set.txt"
     return {line.split()[0].removesuffix(".png") for line in path.read_text().splitlines() if line.strip()}
 
 
 @pytest.fixture(scope="session")
-def listed_names(request) -> set[str]:
+def listed_names(shared_covidnet) -> set[str]:
     """The 909 image names of COVID-Net's COVIDxSev train and test lists."""
-    folder = _covidnet_folder(request)
+    folder = shared_covidnet / "ricord-covidnet"
     return {line.split()[1].removesuffix(".png") for name in ("train", "test")
             for line in (folder / f"{name}_COVIDxSev.txt").read_text().splitlines() if line.strip()}
+
+
+
+@pytest.fixture(scope="session")
+def shared_covidnet() -> Path:
+    """``SHARED_DATA`` with COVID-Net's RICORD files and the COVIDx lists (module-scoped fixtures
+    can use it), or a skip."""
+    if not (SHARED_DATA / "ricord-covidnet").is_dir() or not (SHARED_DATA / "covidx").is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the pinned COVID-Net files are served from there")
+    return SHARED_DATA

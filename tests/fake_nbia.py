@@ -29,7 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import parse_qs, urlparse
 
-from stages.sources import nbia
+from pathlib import Path
+
+from stages.sources import covidnet_files as covidnet, nbia
 
 COLLECTION = "MIDRC-RICORD-1C"
 ZIP_DATE = (2020, 11, 2, 9, 0, 0)
@@ -250,3 +252,14 @@ def serving(fake: FakeNBIA) -> Iterator[FakeNBIA]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def serve_covidnet_files(fake: FakeNBIA, shared: Path) -> None:
+    """Serve COVID-Net's pinned reference files and COVIDx 8B lists from ``shared`` (../shared/data)
+    at their GitHub raw paths, so their sha256 pins hold."""
+    for name, (repository_path, _) in covidnet.REFERENCE_FILES.items():
+        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (
+            shared / "ricord-covidnet" / name).read_bytes()
+    for name, (repository_path, _) in covidnet.COVIDX_LIST_FILES.items():
+        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (
+            shared / "covidx" / f"{name}_COVIDx8B.txt").read_bytes()

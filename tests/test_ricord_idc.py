@@ -23,7 +23,7 @@ import yaml
 from stages import acquire, group, ingest, schema, split
 from stages.sources import covidnet_files as covidnet, idc
 from tests.conftest import write_dicom
-from tests.fake_nbia import FakeNBIA, serving
+from tests.fake_nbia import FakeNBIA, serve_covidnet_files, serving
 
 moto_server = pytest.importorskip("moto.server", reason="moto (test extra) is not installed")
 boto3 = pytest.importorskip("boto3", reason="boto3 (with moto, test extra) is not installed")
@@ -39,11 +39,8 @@ def _study_key(patient_id: str, study_uid: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, request):
-    shared = Path(request.config.rootpath).parent / "shared" / "data"
-    folder = shared / "ricord-covidnet"
-    if not folder.is_dir() or not (shared / "covidx").is_dir():
-        pytest.skip(f"{shared} is absent: the pinned COVID-Net files are served from there")
+def world(tmp_path_factory, shared_covidnet):
+    shared, folder = shared_covidnet, shared_covidnet / "ricord-covidnet"
     tmp = tmp_path_factory.mktemp("ricord_idc")
     lists = {name: covidnet.read_severity_list(folder / f"{name}_COVIDxSev.txt") for name in ("train", "test")}
     level_of_study = {}
@@ -91,11 +88,7 @@ def world(tmp_path_factory, request):
     index = index.assign(series_size_MB=sizes)
 
     fake = FakeNBIA()  # here only a static file server (GitHub raw, the MD.ai URL)
-    for name, (repository_path, _) in covidnet.REFERENCE_FILES.items():
-        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (folder / name).read_bytes()
-    for name, (repository_path, _) in covidnet.COVIDX_LIST_FILES.items():
-        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (
-            shared / "covidx" / f"{name}_COVIDx8B.txt").read_bytes()
+    serve_covidnet_files(fake, shared)
     studies = sorted(set(index.StudyInstanceUID))
     labels = [{"id": f"L{n}", "name": name, "scope": "STUDY"} for n, name in enumerate(schema.AIRSPACE_LABELS)]
     label_id = {label["name"]: label["id"] for label in labels}

@@ -24,7 +24,7 @@ from stages.sources import SOURCES, http
 from stages.sources import covidnet_files as covidnet
 from stages.sources.covidx import read_covidx_list
 from tests.conftest import write_dicom
-from tests.fake_nbia import COLLECTION, FakeNBIA, serving
+from tests.fake_nbia import COLLECTION, FakeNBIA, serve_covidnet_files, serving
 
 N_TEST_PATIENTS, N_TRAIN_PATIENTS = 2, 3
 COHEN_IMAGES = 3  # COVIDx "cohen" images fetched through the URL template
@@ -62,11 +62,8 @@ def _export(studies: dict[str, int]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, request):
-    shared = Path(request.config.rootpath).parent / "shared" / "data"
-    folder = shared / "ricord-covidnet"
-    if not folder.is_dir() or not (shared / "covidx").is_dir():
-        pytest.skip(f"{shared} is absent: the pinned COVID-Net files are served from there")
+def world(tmp_path_factory, shared_covidnet):
+    shared, folder = shared_covidnet, shared_covidnet / "ricord-covidnet"
     tmp = tmp_path_factory.mktemp("ricord")
     lists = {name: covidnet.read_severity_list(folder / f"{name}_COVIDxSev.txt") for name in ("train", "test")}
     boxes = set(covidnet.read_crop_boxes(folder / "ricord_data_set.txt").image_id)
@@ -95,11 +92,7 @@ def world(tmp_path_factory, request):
                 files[f"1-{index + 1:02d}.dcm"] = path.read_bytes()
             fake.add_series(series_uid, "CR", files)
             fake.series[series_uid]["meta"].update(StudyInstanceUID=study_uid, PatientID=f"MIDRC-RICORD-1C-{patient}")
-    for name, (repository_path, _) in covidnet.REFERENCE_FILES.items():
-        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (folder / name).read_bytes()
-    for name, (repository_path, _) in covidnet.COVIDX_LIST_FILES.items():
-        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (
-            shared / "covidx" / f"{name}_COVIDx8B.txt").read_bytes()
+    serve_covidnet_files(fake, shared)
     fake.static["/mdai/export.json"] = json.dumps(_export(studies)).encode()
     covidx_train = read_covidx_list(shared / "covidx" / "train_COVIDx8B.txt")
     cohen = sorted(set(covidx_train[covidx_train.covidx_source == "cohen"].filename)

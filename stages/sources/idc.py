@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -36,7 +35,6 @@ import pandas as pd
 import requests
 
 from stages.common.io import UMASK, write_json
-from stages.common.progress import progress as progress_bar
 from stages.sources import http, nbia
 from stages.sources.http import DownloadError, fetch
 
@@ -179,30 +177,10 @@ def download_collection(index: pd.DataFrame, modalities: str | Iterable[str], do
     rows = index[index.Modality.isin(modalities)].sort_values("SeriesInstanceUID").to_dict("records")
     if not rows:
         raise DownloadError(f"IDC's index lists no series in modalities {modalities}")
-    manifest: list[dict[str, Any]] = []
-    failures: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(download_series, row, bucket_url, downloads_dir, out_dir, **http_kwargs): row
-                   for row in rows}
-        for future in progress_bar(as_completed(futures), total=len(futures), desc="IDC", unit="series",
-                                   disable=not progress):
-            row = futures[future]
-            uid = row["SeriesInstanceUID"]
-            try:
-                files = future.result()
-            except Exception as error:  # noqa: BLE001 - reported together below
-                text = str(error) if isinstance(error, DownloadError) else f"{type(error).__name__}: {error}"
-                failures[uid] = text.removeprefix(f"series {uid}: ")
-                continue
-            meta = {"series_uid": uid, "study_uid": row["StudyInstanceUID"], "patient_id": row["PatientID"],
-                    "modality": row["Modality"]}
-            manifest += [{**meta, **f, "file": f"{uid}/{f['file']}"} for f in files]
-    if failures:
-        listing = "\n".join(f"  {uid}: {reason}" for uid, reason in sorted(failures.items()))
-        raise DownloadError(f"IDC: {len(failures)} of {len(rows)} series failed (finished ones are kept; "
-                            f"rerun to retry):\n{listing}")
-    table = pd.DataFrame(manifest, columns=nbia.MANIFEST_COLUMNS)
-    return table.sort_values(["series_uid", "file"], kind="stable").reset_index(drop=True)
+    meta = {row["SeriesInstanceUID"]: {"study_uid": row["StudyInstanceUID"], "patient_id": row["PatientID"],
+                                       "modality": row["Modality"]} for row in rows}
+    return nbia.download_all(rows, meta, lambda row: download_series(row, bucket_url, downloads_dir, out_dir,
+                                                                     **http_kwargs), "IDC", workers, progress)
 
 
 def index_summary(index: pd.DataFrame) -> dict[str, Any]:

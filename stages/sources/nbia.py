@@ -42,7 +42,7 @@ import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
@@ -346,32 +346,41 @@ def download_collection(base_url: str, collection: str, modalities: str | Iterab
     series_list = list_series(base_url, collection, modalities, **http_kwargs)
     if not series_list:
         raise DownloadError(f"getSeries returned no series for collection {collection!r}, modalities {modalities!r}")
+    meta = {str(s["SeriesInstanceUID"]): {"study_uid": str(s.get("StudyInstanceUID", "")),
+                                          "patient_id": str(s.get("PatientID", "")), "modality": str(s.get("Modality", ""))}
+            for s in series_list}
+    return download_all(series_list, meta, lambda series: download_series(
+        base_url, series, downloads_dir, out_dir, verify, **http_kwargs), collection, workers, progress)
+
+
+def download_all(series_list: list[dict[str, Any]], meta: dict[str, dict[str, str]], download: Callable,
+                 label: str, workers: int, progress: bool) -> pd.DataFrame:
+    """Run ``download(series)`` for every series, ``workers`` at a time, and return the manifest
+    (:data:`MANIFEST_COLUMNS`; ``meta``: series UID -> study_uid, patient_id, modality). A failing
+    series does not stop the others; DownloadError then lists every failure. Shared by the NBIA
+    and IDC downloaders."""
     rows: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(download_series, base_url, series, downloads_dir, out_dir, verify, **http_kwargs): series
-                   for series in series_list}
+        futures = {pool.submit(download, series): str(series["SeriesInstanceUID"]) for series in series_list}
         try:
-            for future in progress_bar(as_completed(futures), total=len(futures), desc=collection,
+            for future in progress_bar(as_completed(futures), total=len(futures), desc=label,
                                        unit="series", disable=not progress):
-                series = futures[future]
-                uid = series["SeriesInstanceUID"]
+                uid = futures[future]
                 try:
                     files = future.result()
                 except Exception as error:  # noqa: BLE001 - reported together below
                     text = str(error) if isinstance(error, DownloadError) else f"{type(error).__name__}: {error}"
                     failures[uid] = text.removeprefix(f"series {uid}: ")
                     continue
-                meta = {"series_uid": uid, "study_uid": str(series.get("StudyInstanceUID", "")),
-                        "patient_id": str(series.get("PatientID", "")), "modality": str(series.get("Modality", ""))}
-                rows += [{**meta, **row, "file": f"{uid}/{row['file']}"} for row in files]
+                rows += [{"series_uid": uid, **meta[uid], **row, "file": f"{uid}/{row['file']}"} for row in files]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
     if failures:
         listing = "\n".join(f"  {uid}: {reason}" for uid, reason in sorted(failures.items()))
-        raise DownloadError(f"{collection}: {len(failures)} of {len(series_list)} series failed "
+        raise DownloadError(f"{label}: {len(failures)} of {len(series_list)} series failed "
                             f"(finished ones are kept; rerun to retry):\n{listing}")
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return manifest.sort_values(["series_uid", "file"], kind="stable").reset_index(drop=True)
