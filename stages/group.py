@@ -9,7 +9,18 @@ Resolving reader disagreement, per study, deterministically:
 2. A tie goes to the adjudicator: when one of the readers listed in ``group.adjudicators``
    (MD.ai ``createdById``) voted on the study, their first vote among the tied candidates wins.
 3. Otherwise ``group.tie_break`` settles it: ``first`` (the tied candidate whose first vote comes
-   first in the export, COVID-Net's rule), ``higher`` (the more severe level) or ``lower``.
+   first in the export), ``covidnet`` (COVID-Net's rule as it ran in 2021, below), ``higher`` (the
+   more severe level) or ``lower``.
+
+COVID-Net (create_COVIDxSev.ipynb) took ``Counter(levels).most_common()[0][0]`` over the study's rows
+of mdai-client-py's ``json_to_dataframe``, which inner-merges the annotations with the labels on
+labelId (``sort=False``). pandas before 2.2 returned such a merge grouped by key, keys in the order
+of their first appearance in the annotations (checked with pandas 1.5.3), so a tie went to the level
+whose label id first appears earliest in the whole export, not to the study's first vote; from
+pandas 2.2 on the merge keeps the annotations' order and the notebook gives ``first``. ``covidnet``
+orders each study's votes by (first appearance of their label id, export position) and takes the
+first tied level. Its first appearances are taken over the study-scoped annotations (RICORD's
+grades are all study-scoped, so this is the export's order for them).
 
 Reader agreement goes to ``metrics/cohort.json``: Fleiss' kappa (the form that allows a different
 number of readers per study) over levels and over grades, and Cohen's kappa between each study's
@@ -21,6 +32,7 @@ Demographics (the paper's Table 1) go there too, over the labelled images: per p
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -31,9 +43,9 @@ from sklearn.metrics import cohen_kappa_score
 from stages import schema
 from stages.common.cli import stage_arguments
 from stages.common.io import read_table, write_csv, write_json
-from stages.sources.mdai import read_reader_labels
+from stages.sources.mdai import read_export_labels
 
-TIE_BREAKS = ("first", "higher", "lower")
+TIE_BREAKS = ("first", "covidnet", "higher", "lower")
 INVALID_VOTE = "invalid"
 # Columns group needs from severity_images.csv beyond the keys; an older ingest did not write them.
 DEMOGRAPHIC_COLUMNS = ("patient_age_years", "patient_sex")
@@ -57,11 +69,11 @@ def resolve_study(grades: list[str], tie_break: str, readers: list[str] | None =
     votes = [_vote(g) for g in grades]
     counts = Counter(votes)
     best = max(counts.values())
-    tied = [v for v in dict.fromkeys(votes) if counts[v] == best]  # export order, deduplicated
+    tied = [v for v in dict.fromkeys(votes) if counts[v] == best]  # in the given order, deduplicated
     adjudicated = [v for v, r in zip(votes, readers or []) if r in adjudicators and v in tied]
     if len(tied) > 1 and adjudicated:
         winner = adjudicated[0]
-    elif len(tied) == 1 or tie_break == "first":
+    elif len(tied) == 1 or tie_break in ("first", "covidnet"):  # covidnet: grades come in its order
         winner = tied[0]
     else:
         levels = [v for v in tied if v != INVALID_VOTE]
@@ -82,19 +94,32 @@ def airspace_votes(readers: pd.DataFrame) -> pd.DataFrame:
     return airspace.assign(grade=airspace.label_name.map(schema.GRADE_OF_LABEL))
 
 
+def covidnet_vote_order(readers: pd.DataFrame, airspace: pd.DataFrame) -> pd.DataFrame:
+    """``airspace`` (votes) in COVID-Net's 2021 row order: by the first appearance of each vote's
+    label id among ``readers`` (all annotations read), then by export position."""
+    if "label_id" not in readers.columns:
+        raise ValueError("group.tie_break 'covidnet' needs the annotations' label ids (column label_id)")
+    first_seen = readers.groupby("label_id").annotation_index.min()
+    ranked = airspace.assign(_label_rank=airspace.label_id.map(first_seen))
+    return ranked.sort_values(["_label_rank", "annotation_index"], kind="stable").drop(columns="_label_rank")
+
+
 def study_grades(readers: pd.DataFrame, tie_break: str,
                  adjudicators: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
-    """One row per study that has airspace labels: n_readers, reader_grades, level, grade."""
+    """One row per study that has airspace labels: n_readers, reader_grades (export order), level, grade."""
     airspace = airspace_votes(readers)
+    # The order the tie rule reads the votes in: the export's, or COVID-Net's 2021 row order.
+    ordered = covidnet_vote_order(readers, airspace) if tie_break == "covidnet" else airspace
     adjudicators = {str(a) for a in adjudicators}
     rows = []
-    for study_uid, group in airspace.groupby("study_uid", sort=True):
+    for (study_uid, group), (_, in_export_order) in zip(ordered.groupby("study_uid", sort=True),
+                                                       airspace.groupby("study_uid", sort=True)):
         grades = list(group.grade)
         level, grade = resolve_study(grades, tie_break, [str(r) for r in group.reader_id], adjudicators)
         rows.append({
             "study_uid": study_uid,
             "n_readers": group.reader_id.nunique(),
-            "reader_grades": ";".join(grades),
+            "reader_grades": ";".join(in_export_order.grade),
             "study_grade": grade,
             "level": level,
         })
@@ -256,7 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     args, params = stage_arguments(__doc__, argv, raw=Path("data/raw"), tables=Path("data/tables"),
                                    metrics=Path("metrics/cohort.json"))
     images = read_severity_images(args.tables / "severity_images.csv")
-    readers = read_reader_labels(args.raw / schema.RICORD_ANNOTATIONS)
+    readers, orphans = read_export_labels(args.raw / schema.RICORD_ANNOTATIONS)
+    if orphans:
+        print(f"group: {sum(orphans.values())} annotations use a labelId no labelGroups entry defines; left "
+              f"out (as COVID-Net's json_to_dataframe did): {orphans}", file=sys.stderr)
     adjudicators = set(params["group"].get("adjudicators") or [])
     labels, excluded = group_labels(images, readers, params["group"]["tie_break"], adjudicators)
     if labels.empty:
@@ -266,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"data_source": params["data"]["source"], **cohort_summary(labels, excluded),
                "reader_agreement": reader_agreement(readers),
                "demographics": cohort_demographics(labelled_images(images, labels))}
+    if orphans:  # only when there are any, so an export without them keeps its metrics as they were
+        summary["annotations_without_label"] = {"count": sum(orphans.values()), "label_ids": orphans}
     write_json(args.metrics, summary)
     print(f"group: {summary['images']} labelled images of {summary['patients']} patients; "
           f"level1 {summary['level1']}, level2 {summary['level2']}; excluded {summary['excluded_studies']}")

@@ -35,7 +35,8 @@ from stages.dicomio.read import (DICOM_SUFFIXES, UnreadableImage, read_any, read
                                  read_dicom_header, read_raster)
 from stages.imaging.hashing import perceptual_hash, pixel_sha256
 from stages.imaging.preprocess import SQUARE_MODES, crop_box, preprocess
-from stages.sources.covidnet_files import read_crop_boxes, ricord_image_id
+from stages.sources import SOURCES
+from stages.sources.covidnet_files import image_order_in_study, read_crop_boxes, ricord_image_id
 from stages.sources.covidx import read_covidx_list, read_not_acquired
 
 SEVERITY_DIR = "severity"
@@ -130,9 +131,9 @@ def ingest_severity(raw: Path, images: Path, prep: tuple, workers: int, source: 
         return pd.DataFrame(columns=schema.SEVERITY_IMAGE_COLUMNS), rejects, len(files)
     # Nullable integers: a missing age would otherwise turn the column to floats ("45.0" in the CSV).
     table["patient_age_years"] = table["patient_age_years"].astype("Int64")
-    # Number the images of each study in a stable order, as COVID-Net's file names do.
-    table = table.sort_values(["study_uid", "series_uid", "instance_number", "sop_uid"], kind="stable")
-    table["index_in_study"] = table.groupby("study_uid").cumcount()
+    # Number the images of each study as the source's names do (COVID-Net's order for RICORD).
+    table["index_in_study"] = image_order_in_study(table, SOURCES[source].image_order)
+    table = table.sort_values(["study_uid", "index_in_study"], kind="stable")
     table["image_id"] = [
         ricord_image_id(p, s, i)
         for p, s, i in zip(table.patient_id, table.study_uid, table.index_in_study)

@@ -14,6 +14,7 @@ Counts per split and level (images and patients) go to ``metrics/split.json``.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -131,13 +132,28 @@ def split_counts(table: pd.DataFrame) -> dict:
     return counts
 
 
+def disagreement_cause(reader_grades: object) -> str:
+    """Why our level can differ from the list's for one study: ``tie`` when the readers' levels are
+    tied at the top (group.tie_break decided), ``majority`` when a majority decided, ``unknown``
+    without the readers' grades."""
+    if not isinstance(reader_grades, str) or not reader_grades:
+        return "unknown"
+    levels = Counter(schema.LEVEL_OF_GRADE.get(grade, grade) for grade in reader_grades.split(";"))
+    top = max(levels.values())
+    return "tie" if sum(n == top for n in levels.values()) > 1 else "majority"
+
+
 def level_disagreements(table: pd.DataFrame, labels: pd.DataFrame) -> dict:
-    """Reference mode: how often the list's level differs from our grouping of the readers."""
-    merged = table.merge(labels[["image_id", "airspace_level"]], on="image_id", how="left",
-                         suffixes=("", "_grouped"))
+    """Reference mode: how often the list's level differs from our grouping of the readers, by cause
+    (:func:`disagreement_cause`), and how many listed images we hold but did not grade."""
+    columns = ["image_id", "airspace_level"] + (["reader_grades"] if "reader_grades" in labels.columns else [])
+    merged = table.merge(labels[columns], on="image_id", how="left", suffixes=("", "_grouped"))
     graded = merged[merged.airspace_level_grouped.notna()]
     differ = graded[graded.airspace_level != graded.airspace_level_grouped.astype(int)]
-    return {"images_graded_by_us": int(len(graded)), "level_differs_from_our_grouping": int(len(differ))}
+    causes = Counter(disagreement_cause(g) for g in differ.get("reader_grades", pd.Series([None] * len(differ))))
+    return {"images_graded_by_us": int(len(graded)), "listed_images_not_graded_by_us": int(len(merged) - len(graded)),
+            "level_differs_from_our_grouping": int(len(differ)),
+            "level_differs_by_cause": {cause: int(causes[cause]) for cause in ("tie", "majority", "unknown")}}
 
 
 def run(raw: Path, tables: Path, params: dict) -> tuple[pd.DataFrame, dict]:

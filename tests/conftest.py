@@ -8,6 +8,7 @@ from pathlib import Path
 import stages.training.setup  # noqa: F401
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -75,4 +76,41 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2"
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA} (the ../shared/data folder is absent)")
+    return SHARED_DATA
+
+
+# --- the real RICORD 1c index and COVID-Net's lists (tests skip without them) -----------------------
+
+@pytest.fixture(scope="session")
+def real_index() -> pd.DataFrame:
+    """IDC's series index of RICORD 1c (the PyPI package idc-index-data, read with pyarrow)."""
+    idc_index_data = pytest.importorskip("idc_index_data", reason="idc-index-data (test extra) is not installed")
+    pytest.importorskip("pyarrow", reason="pyarrow (test extra) is needed to read idc_index.parquet")
+    index = pd.read_parquet(idc_index_data.IDC_INDEX_PARQUET_FILEPATH,
+                            filters=[("collection_id", "==", "midrc_ricord_1c")])
+    return index.reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def usable_names(shared_covidnet) -> set[str]:
+    """COVID-Net's 1,096 usable RICORD image names (ricord_data_set.txt)."""
+    path = shared_covidnet / "ricord-covidnet" / "ricord_data_set.txt"
+    return {line.split()[0].removesuffix(".png") for line in path.read_text().splitlines() if line.strip()}
+
+
+@pytest.fixture(scope="session")
+def listed_names(shared_covidnet) -> set[str]:
+    """The 909 image names of COVID-Net's COVIDxSev train and test lists."""
+    folder = shared_covidnet / "ricord-covidnet"
+    return {line.split()[1].removesuffix(".png") for name in ("train", "test")
+            for line in (folder / f"{name}_COVIDxSev.txt").read_text().splitlines() if line.strip()}
+
+
+
+@pytest.fixture(scope="session")
+def shared_covidnet() -> Path:
+    """``SHARED_DATA`` with COVID-Net's RICORD files and the COVIDx lists (module-scoped fixtures
+    can use it), or a skip."""
+    if not (SHARED_DATA / "ricord-covidnet").is_dir() or not (SHARED_DATA / "covidx").is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the pinned COVID-Net files are served from there")
     return SHARED_DATA

@@ -210,3 +210,43 @@ def test_stage_writes_demographics_deterministically(tmp_path):
     assert sum(demographics["sex"].values()) == demographics["patients"] and demographics["sex"]["unknown"] == 0
     assert sum(demographics["view"].values()) == len(labels)
     assert 18 <= demographics["age_mean"] <= 90
+    assert "annotations_without_label" not in json.loads(outputs[0])  # the phantom has none: no key
+
+    # An annotation with a labelId no group defines is counted and reported, not fatal.
+    export_path = raw / schema.RICORD_ANNOTATIONS
+    export = json.loads(export_path.read_text())
+    export["datasets"][0]["annotations"][0]["labelId"] = "L_orphan"
+    export_path.write_text(json.dumps(export))
+    main(["--raw", str(raw), "--tables", str(tmp_path / "tables"), "--metrics", str(tmp_path / "c.json"),
+          "--params", str(params)])
+    assert json.loads((tmp_path / "c.json").read_text())["annotations_without_label"] == \
+        {"count": 1, "label_ids": {"L_orphan": 1}}
+
+
+def _readers_with_ids(rows):
+    return pd.DataFrame([
+        {"study_uid": s, "reader_id": r, "label_group": "g", "label_name": n, "annotation_index": i, "label_id": lid}
+        for i, (s, r, n, lid) in enumerate(rows)])
+
+
+def test_covidnet_tie_break_follows_the_label_ids_first_appearance():
+    """COVID-Net's rows came grouped by label id in the order each id first appears in the export
+    (pandas < 2.2 inner merge, checked with pandas 1.5.3 on json_to_dataframe's merge). Hand example:
+    L_mod first appears in study S0, so in study S1's tie (Mild first, then Moderate) COVID-Net's
+    Counter met level2 first; 'first' keeps the study's first vote."""
+    readers = _readers_with_ids([
+        ("S0", "U1", schema.MODERATE, "L_mod"), ("S0", "U2", schema.MODERATE, "L_mod"),
+        ("S1", "U1", schema.MILD, "L_mild"), ("S1", "U2", schema.MODERATE, "L_mod"),
+        ("S2", "U1", schema.MILD, "L_mild"), ("S2", "U2", schema.MILD, "L_mild"), ("S2", "U3", schema.SEVERE, "L_sev"),
+    ])
+    images = pd.DataFrame({"image_id": ["a", "b", "c"], "patient_id": ["P0", "P1", "P2"], "study_uid": ["S0", "S1", "S2"]})
+    first, _ = group_labels(images, readers, "first")
+    covidnet, _ = group_labels(images, readers, "covidnet")
+    assert first.set_index("image_id").airspace_level.to_dict() == {"a": 2, "b": 1, "c": 1}
+    assert covidnet.set_index("image_id").airspace_level.to_dict() == {"a": 2, "b": 2, "c": 1}
+    assert covidnet.set_index("image_id").reader_grades["b"] == "mild;moderate"  # still export order
+    # With Mild's id seen first in the export, both rules agree.
+    swapped = readers.assign(annotation_index=readers.annotation_index.map({0: 10, 1: 11, 2: 0, 3: 3, 4: 4, 5: 5, 6: 6}))
+    assert group_labels(images, swapped, "covidnet")[0].set_index("image_id").airspace_level["b"] == 1
+    with pytest.raises(ValueError, match="label ids"):
+        group_labels(images, readers.drop(columns="label_id"), "covidnet")

@@ -83,16 +83,16 @@ def test_reader_labels_rows_and_order(tmp_path: Path) -> None:
     assert list(table.columns) == mdai.READER_LABEL_COLUMNS
     assert table.to_dict("records") == [
         {"study_uid": STUDY_A, "reader_id": "U_r1", "label_group": schema.AIRSPACE_GROUP,
-         "label_name": schema.MILD, "annotation_index": 0},
+         "label_name": schema.MILD, "annotation_index": 0, "label_id": "L_mild"},
         {"study_uid": STUDY_A, "reader_id": "U_r2", "label_group": schema.AIRSPACE_GROUP,
-         "label_name": schema.MODERATE, "annotation_index": 2},
+         "label_name": schema.MODERATE, "annotation_index": 2, "label_id": "L_mod"},
         {"study_uid": STUDY_B, "reader_id": "U_r3", "label_group": schema.CLASSIFICATION_GROUP,
-         "label_name": "Typical Appearance", "annotation_index": 3},
+         "label_name": "Typical Appearance", "annotation_index": 3, "label_id": "L_typ"},
         # No scope on the label: study-scoped only when the annotation names no series/image.
         {"study_uid": STUDY_B, "reader_id": "U_r3", "label_group": schema.CLASSIFICATION_GROUP,
-         "label_name": "Negative for Pneumonia", "annotation_index": 4},
+         "label_name": "Negative for Pneumonia", "annotation_index": 4, "label_id": "L_noscope"},
         {"study_uid": STUDY_B, "reader_id": "U_r1", "label_group": schema.AIRSPACE_GROUP,
-         "label_name": schema.INVALID, "annotation_index": 6},
+         "label_name": schema.INVALID, "annotation_index": 6, "label_id": "L_inv"},
     ]
     assert str(table["annotation_index"].dtype) == "int64"
 
@@ -148,12 +148,24 @@ def test_missing_keys_are_reported(tmp_path: Path, damage: Any, message: str) ->
     assert re.search(message, str(error.value)), str(error.value)
 
 
-def test_unknown_label_id(tmp_path: Path) -> None:
-    """An annotation pointing at a label no group defines is an error, not a silent skip."""
+def test_unknown_label_id_is_counted_and_left_out(tmp_path: Path) -> None:
+    """An annotation pointing at a label no group defines is left out (as mdai-client-py's inner
+    merge on labelId does) and counted per labelId, not fatal; later rows keep their index."""
     export = _export()
-    export["datasets"][1]["annotations"][0]["labelId"] = "L_missing"
-    with pytest.raises(ValueError, match=r"export\.json.*'L_missing'.*labelGroups"):
-        mdai.read_reader_labels(_write(tmp_path, export))
+    export["datasets"][1]["annotations"][0]["labelId"] = "L_missing"  # A_4
+    export["datasets"][1]["annotations"][1]["labelId"] = "L_missing"  # A_5
+    table, orphans = mdai.read_export_labels(_write(tmp_path, export))
+    assert orphans == {"L_missing": 2}
+    assert list(table.annotation_index) == [0, 2, 6]
+    assert mdai.read_reader_labels(_write(tmp_path, export)).equals(table)
+
+
+@pytest.mark.parametrize("scope", ["STUDY", "Study", "study"])
+def test_scope_is_compared_without_case(tmp_path: Path, scope: str) -> None:
+    export = _export()
+    export["labelGroups"][0]["labels"][0]["scope"] = scope  # L_mild
+    table = mdai.read_reader_labels(_write(tmp_path, export))
+    assert schema.MILD in set(table.label_name)
 
 
 def test_missing_study_key_in_studies(tmp_path: Path) -> None:
@@ -176,9 +188,9 @@ def test_written_export_reads_back(tmp_path: Path) -> None:
     path = mdai.write_export(tmp_path / "export.json", "P_1", "project", "", groups, [dataset])
     assert mdai.read_reader_labels(path).to_dict("records") == [
         {"study_uid": STUDY_A, "reader_id": "U_r1", "label_group": schema.AIRSPACE_GROUP,
-         "label_name": schema.MILD, "annotation_index": 0},
+         "label_name": schema.MILD, "annotation_index": 0, "label_id": "L_mild"},
         {"study_uid": STUDY_B, "reader_id": "U_r2", "label_group": schema.CLASSIFICATION_GROUP,
-         "label_name": "Typical Appearance", "annotation_index": 1},
+         "label_name": "Typical Appearance", "annotation_index": 1, "label_id": "L_typ"},
     ]
     assert mdai.read_studies(path).to_dict("records") == [{"study_uid": STUDY_A, "number": 1},
                                                           {"study_uid": STUDY_B, "number": 2}]

@@ -8,7 +8,7 @@ import pytest
 
 from stages import schema
 from stages.sources import covidnet_files as covidnet
-from stages.split import reference_table, run, split_counts
+from stages.split import disagreement_cause, level_disagreements, reference_table, run, split_counts
 
 
 def _ricord(shared_data):
@@ -103,6 +103,8 @@ def test_reference_stage_joins_our_images_and_reports_the_rest(tmp_path):
     assert summary["reference"]["listed_images_missing"] == 1
     assert summary["reference"]["listed_images_missing_ids"] == ["MIDRC-RICORD-1C-P11-00011-0"]
     assert summary["reference"]["level_differs_from_our_grouping"] == 1
+    assert summary["reference"]["level_differs_by_cause"] == {"tie": 0, "majority": 0, "unknown": 1}
+    assert summary["reference"]["listed_images_not_graded_by_us"] == 0
     assert table.set_index("image_id").split["MIDRC-RICORD-1C-P10-00010-0"] == "test"
     assert table.patient_id.str.startswith("MIDRC-RICORD-1C-").all()  # our ids, not the list's
     assert summary["test"]["images"] == 1 and summary["val"]["images"] == 2
@@ -117,3 +119,17 @@ def test_reference_mode_without_lists_says_what_is_missing(tmp_path):
         tables / "severity_images.csv", index=False)
     with pytest.raises(SystemExit, match="train_COVIDxSev.txt.*data.source 'ricord'"):
         run(tmp_path / "raw", tables, {"mode": "reference", "seed": 1, "val_fraction": 0.2})
+
+
+def test_disagreements_are_counted_by_cause():
+    """A tie (one Mild, one Moderate vote) and a majority (two Severe, one Mild) against the list."""
+    table = pd.DataFrame({"image_id": ["t", "m", "same", "ungraded"], "airspace_level": [2, 1, 1, 1]})
+    labels = pd.DataFrame({"image_id": ["t", "m", "same"], "airspace_level": [1, 2, 1],
+                           "reader_grades": ["mild;moderate", "severe;mild;severe", "mild"]})
+    assert level_disagreements(table, labels) == {
+        "images_graded_by_us": 3, "listed_images_not_graded_by_us": 1, "level_differs_from_our_grouping": 2,
+        "level_differs_by_cause": {"tie": 1, "majority": 1, "unknown": 0}}
+    # Moderate and Severe are one level: 'moderate;severe;mild' is a Level 2 majority, not a tie.
+    assert disagreement_cause("moderate;severe;mild") == "majority"
+    assert disagreement_cause("moderate;mild;invalid;severe") == "majority"
+    assert disagreement_cause("mild;invalid") == "tie"

@@ -24,7 +24,7 @@ from stages.sources import SOURCES, http
 from stages.sources import covidnet_files as covidnet
 from stages.sources.covidx import read_covidx_list
 from tests.conftest import write_dicom
-from tests.fake_nbia import COLLECTION, FakeNBIA, serving
+from tests.fake_nbia import COLLECTION, FakeNBIA, serve_covidnet_files, serving
 
 N_TEST_PATIENTS, N_TRAIN_PATIENTS = 2, 3
 COHEN_IMAGES = 3  # COVIDx "cohen" images fetched through the URL template
@@ -62,11 +62,8 @@ def _export(studies: dict[str, int]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, request):
-    shared = Path(request.config.rootpath).parent / "shared" / "data"
-    folder = shared / "ricord-covidnet"
-    if not folder.is_dir() or not (shared / "covidx").is_dir():
-        pytest.skip(f"{shared} is absent: the pinned COVID-Net files are served from there")
+def world(tmp_path_factory, shared_covidnet):
+    shared, folder = shared_covidnet, shared_covidnet / "ricord-covidnet"
     tmp = tmp_path_factory.mktemp("ricord")
     lists = {name: covidnet.read_severity_list(folder / f"{name}_COVIDxSev.txt") for name in ("train", "test")}
     boxes = set(covidnet.read_crop_boxes(folder / "ricord_data_set.txt").image_id)
@@ -95,11 +92,7 @@ def world(tmp_path_factory, request):
                 files[f"1-{index + 1:02d}.dcm"] = path.read_bytes()
             fake.add_series(series_uid, "CR", files)
             fake.series[series_uid]["meta"].update(StudyInstanceUID=study_uid, PatientID=f"MIDRC-RICORD-1C-{patient}")
-    for name, (repository_path, _) in covidnet.REFERENCE_FILES.items():
-        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (folder / name).read_bytes()
-    for name, (repository_path, _) in covidnet.COVIDX_LIST_FILES.items():
-        fake.static[f"/{covidnet.REPOSITORY}/{covidnet.COMMIT}/{repository_path}"] = (
-            shared / "covidx" / f"{name}_COVIDx8B.txt").read_bytes()
+    serve_covidnet_files(fake, shared)
     fake.static["/mdai/export.json"] = json.dumps(_export(studies)).encode()
     covidx_train = read_covidx_list(shared / "covidx" / "train_COVIDx8B.txt")
     cohen = sorted(set(covidx_train[covidx_train.covidx_source == "cohen"].filename)
@@ -114,8 +107,8 @@ def _params(fake: FakeNBIA) -> dict:
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"]["source"] = "ricord"
     params["ricord"].update({
-        "nbia_base_url": fake.base_url, "modalities": ["CR", "DX"], "workers": 2, "retries": 1, "timeout_s": 5,
-        "annotations": f"{fake.root_url}/mdai/export.json", "covidnet_base_url": fake.root_url,
+        "service": "nbia", "nbia_base_url": fake.base_url, "modalities": ["CR", "DX"], "workers": 2, "retries": 1, "timeout_s": 5,
+        "annotations": f"{fake.root_url}/mdai/export.json", "annotations_bytes": None, "covidnet_base_url": fake.root_url,
         "covidx_dir": None, "covidx_max_missing_fraction": 1.0,
         "covidx_image_urls": {"cohen": fake.root_url + "/cohen/images/{filename}"}})
     params["ingest"].update({"image_size": 32, "max_reject_fraction": 0.0})
@@ -142,8 +135,9 @@ def pipeline(world):
 def test_acquire_writes_the_raw_layout_with_checksums(pipeline):
     raw, summary = pipeline["tmp"] / "raw", pipeline["summary"]
     source = json.loads((raw / schema.SOURCE_MANIFEST).read_text())
-    assert source["source"] == "ricord" and source["nbia"]["collection"] == COLLECTION
-    assert source["nbia"]["series"] == len(pipeline["fake"].series) == summary["nbia"]["series"]
+    assert source["source"] == "ricord" and source["images"]["collection"] == COLLECTION
+    assert source["images"]["service"] == "nbia"
+    assert source["images"]["series"] == len(pipeline["fake"].series) == summary["images"]["series"]
     for rel, sha in source["sha256"].items():
         assert http.sha256_file(raw / rel) == sha, rel
     assert source["sha256"]["covidnet/test_COVIDxSev.txt"] == covidnet.REFERENCE_FILES["test_COVIDxSev.txt"][1]
@@ -154,11 +148,15 @@ def test_acquire_writes_the_raw_layout_with_checksums(pipeline):
     # COVIDx: the lists are complete; the cohen images came through the URL template, the rest is reported.
     assert http.sha256_file(raw / schema.COVIDX_LISTS["train"]) == covidnet.COVIDX_LIST_FILES["train"][1]
     assert sorted(p.name for p in (raw / schema.COVIDX_IMAGES_DIR).iterdir()) == pipeline["cohen"]
+    n_missing = 15952 + 400 - len(pipeline["cohen"])
     assert source["covidx"] == {"images_found": len(pipeline["cohen"]), "images_downloaded": len(pipeline["cohen"]),
-                                "images_missing": 15952 + 400 - len(pipeline["cohen"])}
+                                "images_missing": n_missing, "images_missing_by_reason": source["covidx"]["images_missing_by_reason"]}
+    by_reason = source["covidx"]["images_missing_by_reason"]
+    assert sum(by_reason.values()) == n_missing and by_reason["dropped in COVIDx 9B"] == 1
     missing = (raw / schema.COVIDX_MISSING).read_text().splitlines()
     assert len(missing) == source["covidx"]["images_missing"]
     assert all(line.split(" ", 1)[0] in ("train", "test") for line in missing)
+    assert "train 242a639e.jpg dropped in COVIDx 9B: no Kaggle copy (9B, CXR-4) has it" in missing
 
 
 def test_ingest_names_images_as_covidnet_does(pipeline):
@@ -269,3 +267,55 @@ def test_ricord_source_without_its_params_section_leaves_no_raw_folder(tmp_path)
     with pytest.raises(SystemExit, match="needs a 'ricord' section"):
         acquire.acquire(tmp_path / "raw", {"data": {"source": "ricord"}}, tmp_path / "downloads")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_annotation_export_is_pinned_by_size_and_by_its_first_sha256(tmp_path):
+    """The export is checked against ricord.annotations_bytes; the first verified download's sha256
+    is pinned (trust on first use), so a different file at the same URL later fails."""
+    from stages.sources import ricord
+    from stages.sources.http import DownloadError
+    fake = FakeNBIA()
+    first = b'{"labelGroups": [], "datasets": []}\n'
+    fake.static["/mdai/export.json"] = first
+    with serving(fake):
+        params = {"annotations": f"{fake.root_url}/mdai/export.json", "annotations_bytes": len(first),
+                  "retries": 0, "timeout_s": 5}
+        checksums = ricord.fetch_annotations(tmp_path / "dl", tmp_path / "raw", params)
+        pin = json.loads((tmp_path / "dl" / "annotations" / "export.json.pin.json").read_text())
+        assert pin["bytes"] == len(first) and pin["sha256"] == checksums[schema.RICORD_ANNOTATIONS]
+        assert pin["sha256"] == http.sha256_file(tmp_path / "raw" / schema.RICORD_ANNOTATIONS)
+        # TCIA re-exports a file of the same size: the sha256 pin catches it on a fresh download.
+        fake.static["/mdai/export.json"] = first.replace(b"[]", b"{}", 1)
+        (tmp_path / "dl" / "annotations" / "export.json").unlink()
+        with pytest.raises(DownloadError, match="sha256 mismatch"):
+            ricord.fetch_annotations(tmp_path / "dl", tmp_path / "raw2", params)
+        with pytest.raises(DownloadError, match=f"size mismatch: expected {len(first) + 1} bytes"):
+            ricord.fetch_annotations(tmp_path / "dl3", tmp_path / "raw3", {**params, "annotations_bytes": len(first) + 1})
+    local = tmp_path / "local.json"
+    local.write_bytes(first)
+    with pytest.raises(SystemExit, match=r"local\.json: \d+ bytes, but the annotation export is pinned at 1 "):
+        ricord.fetch_annotations(tmp_path / "dl4", tmp_path / "raw4", {"annotations": str(local), "annotations_bytes": 1})
+
+
+@pytest.mark.parametrize("layout", ["8B", "9B", "CXR-4", "flat"])
+def test_covidx_copies_of_every_layout_are_found(tmp_path, layout):
+    """Kaggle's 8B and 9B copies have train/ and test/; CXR-4 adds val/ (an 8B train image may sit
+    there); a flat folder works too. Each listed name is found wherever its copy put it."""
+    from stages.sources import ricord
+    folders = {"8B": ("train", "test"), "9B": ("train", "test"), "CXR-4": ("val", "test"), "flat": ("", "")}[layout]
+    for name, folder in zip(("a.png", "b.png"), folders):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b"x")
+    assert ricord.find_covidx_image(tmp_path, "train", "a.png") == tmp_path / folders[0] / "a.png"
+    assert ricord.find_covidx_image(tmp_path, "test", "b.png") == tmp_path / folders[1] / "b.png"
+    assert ricord.find_covidx_image(tmp_path, "train", "c.png") is None
+
+
+def test_missing_covidx_images_say_why():
+    from stages.sources import ricord
+    folder, templates = Path("/copy"), {"cohen": "http://x/{filename}"}
+    assert ricord.missing_reason("242a639e.jpg", "rsna", folder, {}).startswith("dropped in COVIDx 9B")
+    assert ricord.missing_reason("x.png", "cohen", folder, templates) == "download failed (source cohen)"
+    assert ricord.missing_reason("x.png", "rsna", None, templates) == \
+        "no ricord.covidx_dir and no URL template for source rsna"
+    assert ricord.missing_reason("x.png", "rsna", folder, templates).startswith("not in ricord.covidx_dir under train/, val/, test/")

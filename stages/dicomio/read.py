@@ -66,6 +66,9 @@ class DicomHeader:
     columns: int
     transfer_syntax: str
     instance_number: int
+    series_number: str  # as in the header ("" when absent); names COVID-Net's series folders
+    series_description: str
+    acquisition_number: int | None  # None when absent or not a number
     patient_age_years: int | None  # whole years, 90 = 90 or older; None when absent or malformed
     patient_sex: str  # M, F, O, or "" when absent or another value
 
@@ -114,6 +117,14 @@ def sex_code(value: object) -> str:
     return code if code in schema.PATIENT_SEXES else ""
 
 
+def _integer_or_none(value: object) -> int | None:
+    """An IS value as an int; None when absent, empty or not a number."""
+    try:
+        return int(str(value).strip()) if value is not None and str(value).strip() else None
+    except ValueError:
+        return None
+
+
 def read_header(ds: pydicom.Dataset) -> DicomHeader:
     return DicomHeader(
         patient_id=str(ds.get("PatientID", "")),
@@ -128,6 +139,9 @@ def read_header(ds: pydicom.Dataset) -> DicomHeader:
         columns=int(ds.get("Columns", 0) or 0),
         transfer_syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")),
         instance_number=int(ds.get("InstanceNumber", 0) or 0),
+        series_number=str(ds.get("SeriesNumber", "") or "").strip(),
+        series_description=str(ds.get("SeriesDescription", "") or "").strip(),
+        acquisition_number=_integer_or_none(ds.get("AcquisitionNumber")),
         patient_age_years=age_string_to_years(ds.get("PatientAge")),
         patient_sex=sex_code(ds.get("PatientSex")),
     )

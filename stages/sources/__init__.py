@@ -23,6 +23,10 @@ class Source:
     name: str
     title: str  # how every heading that shows the source's numbers names it
     module: str
+    # How ingest numbers the images of a study (the ``-<i>`` of their names; see
+    # covidnet_files.image_order_in_study): the real cohort as COVID-Net numbered its download,
+    # whichever service delivered the files; the phantom as it names its own files and crop boxes.
+    image_order: str
 
     def build(self, staging: Path, downloads: Path, params: dict) -> dict:
         # Imported on first use: the stages that only read a format (covidx, mdai) import this
@@ -32,10 +36,10 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {
-    name: Source(name, schema.SOURCE_TITLES[name], module)
-    for name, module in (
-        ("synthetic", "stages.sources.phantom"),
-        ("ricord", "stages.sources.ricord"),
+    name: Source(name, schema.SOURCE_TITLES[name], module, image_order)
+    for name, module, image_order in (
+        ("synthetic", "stages.sources.phantom", "series_uid"),
+        ("ricord", "stages.sources.ricord", "data_retriever"),
     )
 }
 if set(SOURCES) != set(schema.SOURCE_TITLES):

@@ -47,6 +47,12 @@ COVIDX_LIST_FILES = {
              "7c92ae0bef49652005e1541a1f2b774e313be4431a891cb0aa5539d37ca2a71e"),
 }
 
+# Kaggle's COVIDx (andyczhao/covidx-cxr2) is 9B or later now: 8B's test list is 9B's, and 15,951
+# of 8B's 15,952 train names are in 9B's train list (labels/*_COVIDx9B.txt, same commit); this one
+# is in neither 9B list, so no current copy has it. CXR-4 (Kaggle, 2023) adds a val/ folder.
+DROPPED_IN_COVIDX_9B = frozenset({"242a639e.jpg"})
+COVIDX_FOLDERS = ("train", "val", "test")  # split folders of a local copy (8B/9B: train, test; CXR-4: + val)
+
 SEVERITY_LIST_COLUMNS = ["patient_id", "image_id", "airspace_level", "list_source"]
 CROP_BOX_COLUMNS = ["image_id", "xmin", "ymin", "xmax", "ymax"]
 LEVEL_OF_NAME = {"level1": 1, "level2": 2}
@@ -66,6 +72,77 @@ def ricord_image_id(patient_id: str, study_uid: str, index: int) -> str:
     published reference lists and crop boxes apply to our images."""
     patient = patient_id[len(RICORD_PREFIX):] if patient_id.startswith(RICORD_PREFIX) else patient_id
     return f"{RICORD_PREFIX}{patient}-{study_uid[-5:]}-{index}"
+
+
+# ---------------------------------------------------------------------------------------------
+# COVID-Net's image numbering. create_ricord_dataset.ipynb names image i of a study
+# ``MIDRC-RICORD-1C-<mrn>-<study uid[-5:]>-<i>`` with
+#     enumerate(sorted(glob(os.path.join(ricord_dir, 'MIDRC-RICORD-1C-<mrn>', '*-<uid5>', '*', '*.dcm'))))
+# over the NBIA Data Retriever's "descriptive" layout (CBIIT/NBIA-TCIA, nbia-download-manager
+# LocalSeriesDownloader.getRelativeDownloadDir): a study folder, then one folder per series named
+#     getPartOfName(seriesNum) + getDescPartOfName(seriesDesc) + seriesInstanceUid[-5:]
+# (seriesNum as the archive prints it, ``1.000000``; a missing description as ``NA``, as in every
+# public TCIA download path, e.g. ``1001.000000-NA-00046/1-1.dcm`` in COVID-19-AR; '/' -> '-',
+# at most 53 characters), holding files ``<acquisition>-<instance>.dcm``: ordinal positions of the
+# acquisition number, then of the instance number within it, empty lowest, zero-padded
+# (Data Retriever 3.6 release notes). Every file counts, laterals too: the notebook skips a
+# non-AP/PA view only after numbering it.
+# ---------------------------------------------------------------------------------------------
+IMAGE_ORDERS = ("data_retriever", "series_uid")
+
+
+def _part_of_name(value: str) -> str:
+    """The Data Retriever's getPartOfName: the value and a dash; nothing when empty or "null"."""
+    return "" if not value or value == "null" else value + "-"
+
+
+def _desc_part_of_name(value: str) -> str:
+    """getDescPartOfName: '/' becomes '-', at most 53 characters, then a dash; "-" and "null" give
+    nothing. A description the archive lacks reaches the retriever as ``NA``."""
+    value = (value or "NA").replace("/", "-")
+    return "" if value in ("null", "-") else value[:53] + "-"
+
+
+def series_number_text(series_number: object) -> str:
+    """SeriesNumber as the archive's metadata prints it: ``1`` -> ``1.000000``; "" when absent."""
+    text = str(series_number if series_number is not None else "").strip()
+    if not text:
+        return ""
+    try:
+        return f"{float(text):.6f}"
+    except ValueError:
+        return text
+
+
+def retriever_series_folder(series_number: object, series_description: str | None, series_uid: str) -> str:
+    """The Data Retriever's folder name for a series, e.g. ``1.000000-CHEST AP-12345``."""
+    return (_part_of_name(series_number_text(series_number)) + _desc_part_of_name(series_description or "")
+            + series_uid[-5:])
+
+
+def image_order_in_study(table: pd.DataFrame, order: str = "data_retriever") -> pd.Series:
+    """Each image's number within its study (0, 1, ...), the ``-<i>`` of its name.
+
+    ``table`` needs study_uid, series_uid, sop_uid and instance_number; for ``data_retriever``
+    (COVID-Net's order, above) also series_number, series_description and acquisition_number.
+    ``series_uid`` is the order of the embedded phantom's own names (series UID, instance number,
+    SOP UID). Ties the retriever leaves open (equal acquisition and instance numbers) go by SOP UID.
+    """
+    if order not in IMAGE_ORDERS:
+        raise ValueError(f"image order must be one of {IMAGE_ORDERS}, got {order!r}")
+    if order == "series_uid":
+        keys = ["study_uid", "series_uid", "instance_number", "sop_uid"]
+        ordered = table.sort_values(keys, kind="stable")
+    else:
+        folders = [retriever_series_folder(n, d, u) for n, d, u in
+                   zip(table.series_number, table.series_description, table.series_uid)]
+        empty_lowest = float("-inf")
+        ordered = table.assign(
+            _folder=folders,
+            _acquisition=pd.to_numeric(table.acquisition_number, errors="coerce").fillna(empty_lowest),
+            _instance=pd.to_numeric(table.instance_number, errors="coerce").fillna(empty_lowest),
+        ).sort_values(["study_uid", "_folder", "_acquisition", "_instance", "sop_uid"], kind="stable")
+    return ordered.groupby("study_uid", sort=False).cumcount().reindex(table.index)
 
 
 def _image_id(filename: str) -> str:

@@ -68,9 +68,11 @@ def write_covidx_list(path: Path, rows: Iterable[Mapping[str, str]]) -> Path:
 
 
 def read_not_acquired(path: Path) -> set[tuple[str, str]]:
-    """(list, filename) pairs of acquire's ``covidx/missing.txt`` (empty when there is none)."""
+    """(list, filename) pairs of acquire's ``covidx/missing.txt`` (empty when there is none); each
+    line is ``<list> <filename>``, optionally followed by the reason it is missing (``schema.COVIDX_MISSING``
+    names only the first two)."""
     path = Path(path)
     if not path.exists():
         return set()
     lines = path.read_text(encoding="utf-8").splitlines()
-    return {tuple(line.split(" ", 1)) for line in lines if line}  # type: ignore[misc]
+    return {tuple(line.split(" ", 2)[:2]) for line in lines if line}  # type: ignore[misc]

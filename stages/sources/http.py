@@ -112,12 +112,18 @@ def _with_retries(what: str, attempt: Callable[[], Any], retries: int, backoff: 
 
 def fetch(url: str, dest: str | Path, *, sha256: str | None = None, md5: str | None = None,
           size: int | None = None, retries: int = 4, backoff: float = 0.5, timeout: float = 60.0,
-          session: requests.Session | None = None, params: dict | None = None) -> dict[str, Any]:
+          session: requests.Session | None = None, params: dict | None = None,
+          resume: bool = True) -> dict[str, Any]:
     """Download ``url`` to ``dest``; return ``{"path", "bytes", "sha256", "md5"}``.
 
     ``retries`` counts the extra attempts after the first. An existing ``dest`` that matches the
     given size/checksums (or any existing ``dest`` when none is given) is returned without a
     request. A mismatching download is discarded and counts as a failed attempt.
+
+    ``resume=False`` is for bodies generated per request (NBIA's zips): their bytes differ between
+    requests, so a ``.part`` is thrown away and every attempt starts at byte 0 without a Range
+    header. Without Content-Length (a streamed, chunked body) a cut-off body is still caught: the
+    HTTP layer reports the missing final chunk, and the caller's verification the rest.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -131,6 +137,8 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None, md5: str | N
     http = session or requests.Session()
 
     def attempt() -> dict[str, Any]:
+        if not resume:
+            part.unlink(missing_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         with http.get(url, params=params, headers=headers, stream=True, timeout=timeout) as response:

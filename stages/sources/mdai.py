@@ -24,7 +24,7 @@ import pandas as pd
 
 from stages.common.io import write_text
 
-READER_LABEL_COLUMNS = ["study_uid", "reader_id", "label_group", "label_name", "annotation_index"]
+READER_LABEL_COLUMNS = ["study_uid", "reader_id", "label_group", "label_name", "annotation_index", "label_id"]
 STUDY_COLUMNS = ["study_uid", "number"]
 STUDY_SCOPE = "STUDY"
 
@@ -79,7 +79,8 @@ def label_table(export: dict[str, Any], path: Path) -> dict[str, dict[str, str |
 
 
 def _is_study_scoped(label: dict[str, str | None], annotation: dict[str, Any]) -> bool:
-    """Study-scoped: the label says so, or (no scope given) the annotation names no series/image."""
+    """Study-scoped: the label says so (in any case: "STUDY", "Study"), or (no scope given) the
+    annotation names no series/image."""
     scope = label["scope"]
     if scope is not None:
         return str(scope).upper() == STUDY_SCOPE
@@ -89,39 +90,46 @@ def _is_study_scoped(label: dict[str, str | None], annotation: dict[str, Any]) -
 def read_reader_labels(path: Path) -> pd.DataFrame:
     """One row per study-scoped annotation: who (reader) gave which label to which study.
 
-    Columns: study_uid, reader_id, label_group, label_name, annotation_index. annotation_index is
-    the annotation's position among all annotations of the file (datasets in order), so "the
-    first reader wins" tie rules can be applied later. Series- or image-scoped annotations (boxes,
-    for instance) are skipped. Raises ValueError, naming the file, for invalid JSON, missing keys
-    or an annotation whose labelId is not defined in labelGroups.
+    Columns: study_uid, reader_id, label_group, label_name, annotation_index, label_id.
+    annotation_index is the annotation's position among all annotations of the file (datasets in
+    order), so "the first reader wins" tie rules can be applied later. Series- or image-scoped
+    annotations (boxes, for instance) are skipped, and so are annotations whose labelId no
+    labelGroups entry defines (:func:`read_export_labels` counts them). Raises ValueError, naming
+    the file, for invalid JSON or missing keys.
     """
+    return read_export_labels(path)[0]
+
+
+def read_export_labels(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """:func:`read_reader_labels`'s table and the orphans: labelId -> annotations that use a label
+    no labelGroups entry defines. They are left out, as mdai-client-py's ``json_to_dataframe`` (an
+    inner merge on labelId) leaves them out of what COVID-Net graded, and the caller reports them."""
     path = Path(path)
     export = load_export(path)
     labels = label_table(export, path)
     rows = []
+    orphans: dict[str, int] = {}
     annotation_index = 0
     for dataset_number, dataset in enumerate(_require_list(export, "datasets", "the export", path)):
         where = f"datasets[{dataset_number}]"
         for number, annotation in enumerate(_require_list(dataset, "annotations", where, path)):
             annotation_where = f"{where}.annotations[{number}]"
             label_id = _require(annotation, "labelId", annotation_where, path)
-            if label_id not in labels:
-                raise ValueError(
-                    f"{path}: {annotation_where} (id {annotation.get('id')!r}) has labelId "
-                    f"{label_id!r}, which no labelGroups entry defines"
-                )
-            label = labels[label_id]
-            if _is_study_scoped(label, annotation):
+            label = labels.get(label_id)
+            if label is None:
+                orphans[str(label_id)] = orphans.get(str(label_id), 0) + 1
+            elif _is_study_scoped(label, annotation):
                 rows.append({
                     "study_uid": _require(annotation, "StudyInstanceUID", annotation_where, path),
                     "reader_id": _require(annotation, "createdById", annotation_where, path),
                     "label_group": label["group"],
                     "label_name": label["name"],
                     "annotation_index": annotation_index,
+                    "label_id": label_id,
                 })
             annotation_index += 1
     table = pd.DataFrame(rows, columns=READER_LABEL_COLUMNS)
-    return table.astype({"annotation_index": "int64"})
+    return table.astype({"annotation_index": "int64"}), dict(sorted(orphans.items()))
 
 
 def read_studies(path: Path) -> pd.DataFrame:

@@ -10,9 +10,24 @@ where it stopped. Extraction refuses path tricks and is all-or-nothing per serie
 Endpoints used (``base_url`` e.g. :data:`DEFAULT_BASE_URL`)::
 
     getSeries?Collection=..&Modality=..          -> [{"SeriesInstanceUID", "StudyInstanceUID", "PatientID", ...}]
-    getImage?NewFileNames=Yes&SeriesInstanceUID=  -> zip of the series' DICOM files
-    getImageWithMD5Hash?SeriesInstanceUID=        -> the same zip plus md5hashes.csv (Filename,MD5Hash)
+    getImage?NewFileNames=Yes&SeriesInstanceUID=  -> zip: a ``LICENSE`` entry, then the series' DICOM files
+    getImageWithMD5Hash?SeriesInstanceUID=        -> zip: the DICOM files plus md5hashes.csv (Filename,MD5Hash)
     getSeriesSize?SeriesInstanceUID=              -> [{"TotalSizeInBytes": "..", "ObjectCount": ".."}]
+
+The service as it is (NBIA's own source, CBIIT/NBIA-TCIA ``restAPI/v4/V4_getImage.java``, and TCIA's
+client ``tcia_utils``, read in 2026):
+
+- the public host is ``nbia.cancerimagingarchive.net`` (``services.`` was the old one);
+- ``getImage`` (v1, v2, v4; since May 2021) writes a ``LICENSE`` entry (the collection's licence
+  text, no suffix) before the files; ``getSeriesSize`` counts the DICOM files only. ``LICENSE`` is
+  therefore neither extracted nor counted nor read as an image; its sha256 goes to the marker;
+- every zip is built while it is sent (JAX-RS ``StreamingOutput`` around a ``ZipOutputStream``):
+  no Content-Length, no Range, and entry times are those of the request, so two downloads of one
+  series differ in bytes. A part-downloaded zip therefore cannot be resumed: an interrupted
+  series starts again from byte 0 (``resume=False``), and resumption is per series (the markers);
+- on a server-side error mid-series the zip is closed early and still ends validly, short of files
+  (and, for getImageWithMD5Hash, of md5hashes.csv): the md5 list or getSeriesSize's count catches it;
+- v4 answers HTTP 400 to a query parameter it does not know.
 """
 
 from __future__ import annotations
@@ -27,7 +42,7 @@ import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
@@ -36,9 +51,11 @@ from stages.common.progress import progress as progress_bar
 from stages.sources import http
 from stages.sources.http import DownloadError, fetch, get_json
 
-DEFAULT_BASE_URL = "https://services.cancerimagingarchive.net/nbia-api/services/v4/"
+DEFAULT_BASE_URL = "https://nbia.cancerimagingarchive.net/nbia-api/services/v4/"  # tcia_utils.nbia.setApiUrl
 RICORD_1C = "MIDRC-RICORD-1C"
 MD5_LIST = "md5hashes.csv"
+LICENSE_ENTRY = "LICENSE"  # getImage's licence text, the zip's first entry (not data)
+NOT_DATA = (MD5_LIST, LICENSE_ENTRY)  # zip entries at the top level that are not DICOM files
 MANIFEST_COLUMNS = ["series_uid", "study_uid", "patient_id", "modality", "file", "bytes", "md5", "sha256"]
 VERIFY_MODES = ("md5", "size")
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -102,11 +119,12 @@ def _member_parts(zip_path: Path, info: zipfile.ZipInfo) -> list[str]:
 
 
 def _file_members(zip_path: Path, archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str]]:
-    """(entry, relative posix path) for every data file; checks all entries, skips md5hashes.csv."""
+    """(entry, relative posix path) for every data file; checks all entries, skips md5hashes.csv and
+    LICENSE (:data:`NOT_DATA`)."""
     members, seen = [], set()
     for info in archive.infolist():
         parts = _member_parts(zip_path, info)
-        if info.is_dir() or not parts or parts[-1] == MD5_LIST:
+        if info.is_dir() or not parts or parts[-1] in NOT_DATA:
             continue
         relative = "/".join(parts)
         if relative in seen:
@@ -244,7 +262,7 @@ def _download_verified(base_url: str, uid: str, zip_path: Path, verify: str,
             http.sleep(backoff * 2 ** (number - 1))
         try:
             # A zip already at zip_path is complete (fetch renames only finished bodies) but unverified.
-            info = fetch(url, zip_path, params=params, **http_kwargs)
+            info = fetch(url, zip_path, params=params, resume=False, **http_kwargs)
             return info, _verified_files(base_url, uid, zip_path, verify, http_kwargs)
         except _Invalid as error:
             reason = str(error)
@@ -256,6 +274,13 @@ def _download_verified(base_url: str, uid: str, zip_path: Path, verify: str,
             raise DownloadError(f"series {uid}: {error}") from error
     raise DownloadError(f"series {uid}: verification ({verify}) failed after {retries + 1} downloads; "
                         f"last error: {reason}")
+
+
+def _license_sha256(zip_path: Path) -> str | None:
+    """sha256 of the zip's LICENSE entry (getImage writes one), None when it has none."""
+    with zipfile.ZipFile(zip_path) as archive:
+        names = [info for info in archive.infolist() if info.filename == LICENSE_ENTRY]
+        return http.digest_stream(archive.open(names[0]))[1] if names else None
 
 
 def _read_marker(marker_path: Path, uid: str) -> dict[str, Any] | None:
@@ -297,7 +322,8 @@ def download_series(base_url: str, series: dict[str, Any], downloads_dir: str | 
         marker_path.unlink(missing_ok=True)
         info, files = _download_verified(base_url, uid, zip_path, verify, http_kwargs)
         marker = {"series_uid": uid, "series": series, "verify": verify, "files": files,
-                  "zip": {key: info[key] for key in ("bytes", "sha256", "md5")}}
+                  "zip": {key: info[key] for key in ("bytes", "sha256", "md5")},
+                  "license_sha256": _license_sha256(zip_path)}
         write_json(marker_path, marker)
     extracted = safe_extract(zip_path, series_dir)
     expected = {(row["file"], row["md5"]) for row in marker["files"]}
@@ -320,32 +346,41 @@ def download_collection(base_url: str, collection: str, modalities: str | Iterab
     series_list = list_series(base_url, collection, modalities, **http_kwargs)
     if not series_list:
         raise DownloadError(f"getSeries returned no series for collection {collection!r}, modalities {modalities!r}")
+    meta = {str(s["SeriesInstanceUID"]): {"study_uid": str(s.get("StudyInstanceUID", "")),
+                                          "patient_id": str(s.get("PatientID", "")), "modality": str(s.get("Modality", ""))}
+            for s in series_list}
+    return download_all(series_list, meta, lambda series: download_series(
+        base_url, series, downloads_dir, out_dir, verify, **http_kwargs), collection, workers, progress)
+
+
+def download_all(series_list: list[dict[str, Any]], meta: dict[str, dict[str, str]], download: Callable,
+                 label: str, workers: int, progress: bool) -> pd.DataFrame:
+    """Run ``download(series)`` for every series, ``workers`` at a time, and return the manifest
+    (:data:`MANIFEST_COLUMNS`; ``meta``: series UID -> study_uid, patient_id, modality). A failing
+    series does not stop the others; DownloadError then lists every failure. Shared by the NBIA
+    and IDC downloaders."""
     rows: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(download_series, base_url, series, downloads_dir, out_dir, verify, **http_kwargs): series
-                   for series in series_list}
+        futures = {pool.submit(download, series): str(series["SeriesInstanceUID"]) for series in series_list}
         try:
-            for future in progress_bar(as_completed(futures), total=len(futures), desc=collection,
+            for future in progress_bar(as_completed(futures), total=len(futures), desc=label,
                                        unit="series", disable=not progress):
-                series = futures[future]
-                uid = series["SeriesInstanceUID"]
+                uid = futures[future]
                 try:
                     files = future.result()
                 except Exception as error:  # noqa: BLE001 - reported together below
                     text = str(error) if isinstance(error, DownloadError) else f"{type(error).__name__}: {error}"
                     failures[uid] = text.removeprefix(f"series {uid}: ")
                     continue
-                meta = {"series_uid": uid, "study_uid": str(series.get("StudyInstanceUID", "")),
-                        "patient_id": str(series.get("PatientID", "")), "modality": str(series.get("Modality", ""))}
-                rows += [{**meta, **row, "file": f"{uid}/{row['file']}"} for row in files]
+                rows += [{"series_uid": uid, **meta[uid], **row, "file": f"{uid}/{row['file']}"} for row in files]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
     if failures:
         listing = "\n".join(f"  {uid}: {reason}" for uid, reason in sorted(failures.items()))
-        raise DownloadError(f"{collection}: {len(failures)} of {len(series_list)} series failed "
+        raise DownloadError(f"{label}: {len(failures)} of {len(series_list)} series failed "
                             f"(finished ones are kept; rerun to retry):\n{listing}")
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return manifest.sort_values(["series_uid", "file"], kind="stable").reset_index(drop=True)
