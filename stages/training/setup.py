@@ -56,8 +56,8 @@ class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     does with one worker: the mean over the stacked replicas' values).
     """
 
-    def reduce(self, reduce_op, value, axis):
-        def leaf(v):
+    def reduce(self, reduce_op: str | tf.distribute.ReduceOp, value: object, axis: int | None) -> object:
+        def leaf(v: object) -> tf.Tensor:
             local = self.experimental_local_results(v)[0]
             scalar = axis is not None and getattr(local, "shape", None) is not None and local.shape.rank == 0
             return super(KerasMultiWorkerStrategy, self).reduce(reduce_op, v, None if scalar else axis)
