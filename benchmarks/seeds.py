@@ -27,18 +27,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stages.checks.reproduce import MODEL_METRICS, TOLERANCE_SDS, _flatten  # noqa: E402
+from stages.checks.reproduce import MODEL_METRICS, TOLERANCE_SDS, _flatten, tool_env  # noqa: E402
 from stages.common.io import write_json  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 
 PREFIX = "seed-"
+NO_WORKER_S = 120  # experiments still queued with no worker for this long: the workers died or never started
 # Per-image and per-epoch details move with training too, but are not reported metrics.
 SKIPPED = ("confidence_intervals", "confusion_matrix.rows", "confusion_matrix.columns", "final_train",
            "selected.", "selected_epoch", "transferred_layers", "parameters", "input_size")
 
 
 def dvc(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    # tool_env: this interpreter's folder first on PATH, where `dvc queue start` finds the `dvc` it
+    # spawns its workers with (without it, in an unactivated venv, no worker ever started).
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=tool_env())
     return _checked(result, args)
 
 
@@ -66,32 +69,42 @@ def workspace_metrics(models: list[str]) -> dict[str, dict]:
             for m in models for n in MODEL_METRICS if Path("metrics", "models", m, n).is_file()}
 
 
-def run_sweep(seeds: list[int], jobs: int) -> dict[int, dict[str, dict]]:
-    """Queue one experiment per seed, run the queue, and return each seed's metrics files."""
-    for seed in seeds:
-        dvc("exp", "run", "--queue", "-S", f"train.seed={seed}", "-n", f"{PREFIX}{seed}")
+def run_sweep(experiments: dict[str, list[str]], jobs: int, poll_s: float = 20) -> dict[str, dict[str, dict]]:
+    """Queue one experiment per name with its ``-S`` overrides, run the queue, return each one's metrics.
+
+    ``{"seed-2023": ["train.seed=2023"], ...}`` -> ``{"seed-2023": {metrics path: metrics}, ...}``;
+    several overrides per experiment sweep several parameters at once. Runs in the current folder's
+    DVC project; ``tests/test_sweep.py`` runs it on a tiny one.
+    """
+    for name, overrides in experiments.items():
+        dvc("exp", "run", "--queue", "-n", name, *[arg for override in overrides for arg in ("-S", override)])
     # The queue's workers outlive `dvc queue start`; with no pipe to inherit, it returns at once.
-    _checked(subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+    _checked(subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], env=tool_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), ("queue", "start"))
-    started = time.perf_counter()
+    started = last_worker = time.perf_counter()
     while True:
-        time.sleep(20)
+        time.sleep(poll_s)
         status = dvc("queue", "status")
         active = [line for line in status.splitlines() if any(f" {s} " in f" {line} " for s in ("Queued", "Running"))]
-        print(f"seeds: {len(active)} experiment(s) queued or running after {time.perf_counter() - started:.0f} s",
-              file=sys.stderr)
+        elapsed = time.perf_counter() - started
+        print(f"sweep: {len(active)} experiment(s) queued or running after {elapsed:.0f} s", file=sys.stderr)
         if not active:
             break
-    failed = [line for line in dvc("queue", "status").splitlines() if PREFIX in line and "Failed" in line]
+        if "Worker status: 0 active, 0 idle" not in status:
+            last_worker = time.perf_counter()
+        elif time.perf_counter() - last_worker > NO_WORKER_S:
+            raise SystemExit(f"sweep: no queue worker for {NO_WORKER_S} s with experiments still queued "
+                             f"(see .dvc/tmp/exps/celery/*.out):\n{status}")
+    failed = [line for line in dvc("queue", "status").splitlines()
+              if "Failed" in line and set(line.split()) & set(experiments)]
     if failed:
-        raise SystemExit("seeds: experiments failed (dvc queue logs NAME):\n" + "\n".join(failed))
-    runs: dict[int, dict[str, dict]] = {}
+        raise SystemExit("sweep: experiments failed (dvc queue logs NAME):\n" + "\n".join(failed))
+    runs: dict[str, dict[str, dict]] = {}
     for baseline in json.loads(dvc("exp", "show", "--json")):
         for experiment in baseline.get("experiments") or []:
             revision = experiment["revs"][0]
-            if (revision.get("name") or "").startswith(PREFIX):
-                seed = int(revision["name"][len(PREFIX):])
-                runs[seed] = {path: entry["data"] for path, entry in revision["data"]["metrics"].items()}
+            if revision.get("name") in experiments:
+                runs[revision["name"]] = {path: entry["data"] for path, entry in revision["data"]["metrics"].items()}
     return runs
 
 
@@ -127,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"seeds: {committed_seed} is the committed run's seed; list only other seeds")
     if "Data and pipelines are up to date" not in dvc("status"):
         raise SystemExit("seeds: run `dvc repro` first: the committed run is the sweep's first sample")
-    runs = run_sweep(args.seeds, args.jobs)
+    runs = {int(name[len(PREFIX):]): metrics for name, metrics in
+            run_sweep({f"{PREFIX}{seed}": [f"train.seed={seed}"] for seed in args.seeds}, args.jobs).items()}
     missing = sorted(set(args.seeds) - set(runs))
     if missing:
         raise SystemExit(f"seeds: no metrics for seed(s) {missing}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 
 from stages.checks.reported import Paths, check, write_readme
 from stages.checks.reproduce import clean_copy, compare_tree, dvc, mode, run, tolerances_for
+from tests.local_s3 import assert_arrived, round_trip, s3_server
 
 # Slow tier: the whole pipeline from a clean copy (about 10 minutes).
 pytestmark = pytest.mark.slow
@@ -52,6 +54,17 @@ def test_the_reproduction_is_a_no_op_the_second_time(reproduced):
     workdir, _ = reproduced
     assert "Running stage" not in dvc(workdir, "repro").stdout
     assert "Data and pipelines are up to date" in dvc(workdir, "status").stdout
+
+
+def test_a_dvc_remote_carries_the_reproduction_to_a_fresh_clone(reproduced, tmp_path):
+    """The README's DVC remote, on an S3-compatible server started on 127.0.0.1: every output of the
+    reproduction reaches a fresh clone by ``dvc pull``, and nothing runs there (``tests/local_s3.py``;
+    ``tests/test_remote.py`` does the same with a workspace's own outputs)."""
+    workdir, _ = reproduced
+    with s3_server() as endpoint:
+        trip = round_trip(workdir, tmp_path, endpoint)
+    assert_arrived(trip)
+    shutil.rmtree(trip.clone)  # 2.4 GB (cache and workspace); kept when the test fails
 
 
 def test_reported_numbers_of_the_reproduction_match_its_metrics(reproduced):

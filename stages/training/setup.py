@@ -40,6 +40,30 @@ def make_deterministic(seed: int) -> None:
         pass  # TensorFlow already initialised (e.g. in tests); the setting cannot change any more
 
 
+class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` gives it.
+
+    Across two or more workers, Keras 3.15 with TensorFlow 2.21 could not run ``fit`` at all
+    (keras-team/keras#20585, open; seen here with two workers on 127.0.0.1):
+
+    - it reduces the first (features, labels) batch to build the model, a nest, which TensorFlow's
+      ``reduce`` does not take ("TODO: support value being a nest", ``distribute_lib.py``): "Attempt
+      to convert a value (PerReplica...)";
+    - it averages every step's logs with ``axis=0``, and a loss is a scalar: "Invalid reduction
+      dimension 0 for input with 0 dimensions".
+
+    Here each leaf is reduced on its own, and a scalar is averaged across the replicas (what Keras
+    does with one worker: the mean over the stacked replicas' values).
+    """
+
+    def reduce(self, reduce_op: str | tf.distribute.ReduceOp, value: object, axis: int | None) -> object:
+        def leaf(v: object) -> tf.Tensor:
+            local = self.experimental_local_results(v)[0]
+            scalar = axis is not None and getattr(local, "shape", None) is not None and local.shape.rank == 0
+            return super(KerasMultiWorkerStrategy, self).reduce(reduce_op, v, None if scalar else axis)
+        return tf.nest.map_structure(leaf, value)
+
+
 def get_strategy(name: str) -> tf.distribute.Strategy:
     """``train.strategy``: the default (one device), mirrored (all local devices) or multi-worker.
 
@@ -53,5 +77,5 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise SystemExit("train.strategy=multi_worker needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return KerasMultiWorkerStrategy()
     raise SystemExit(f"train.strategy must be one of {STRATEGIES}, got {name!r}")
