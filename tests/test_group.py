@@ -210,3 +210,64 @@ def test_stage_writes_demographics_deterministically(tmp_path):
     assert sum(demographics["sex"].values()) == demographics["patients"] and demographics["sex"]["unknown"] == 0
     assert sum(demographics["view"].values()) == len(labels)
     assert 18 <= demographics["age_mean"] <= 90
+
+
+# --- oracles for the vote (issue 20): the majority is not the first vote --------------------
+@pytest.mark.parametrize("grades, expected", [
+    # Two Level 2 votes against one Level 1 vote that comes first: the majority (Level 2) wins;
+    # its grade is the most common among the Level 2 voters, the earliest on a tie (moderate).
+    (["mild", "moderate", "severe"], (2, "moderate")),
+    (["mild", "severe", "severe"], (2, "severe")),
+    # Two Level 1 votes after a Level 2 one.
+    (["severe", "mild", "mild"], (1, "mild")),
+    # Invalid twice after a grade: the study is invalid.
+    (["moderate", "invalid", "invalid"], ("invalid", "invalid")),
+    # Level 2 by three votes to two, the first two votes being Level 1.
+    (["mild", "mild", "severe", "moderate", "severe"], (2, "severe")),
+])
+@pytest.mark.parametrize("tie_break", ["first", "higher", "lower"])
+def test_the_majority_wins_even_when_it_is_not_the_first_vote(grades, expected, tie_break):
+    """No tie here, so tie_break (and an adjudicator) must not matter."""
+    assert resolve_study(grades, tie_break) == expected
+    readers = [f"U{i}" for i in range(len(grades))]
+    assert resolve_study(grades, tie_break, readers, {readers[0]}) == expected
+
+
+@pytest.mark.parametrize("grades, tie_break, expected", [
+    # Ties between levels: first = the tied level voted first; higher / lower by level.
+    (["severe", "mild", "mild", "moderate"], "first", (2, "severe")),
+    (["mild", "severe", "moderate", "mild"], "first", (1, "mild")),
+    (["mild", "severe", "moderate", "mild"], "higher", (2, "severe")),
+    (["severe", "mild", "mild", "moderate"], "lower", (1, "mild")),
+    # A tie between "invalid" and a level keeps the level under higher and lower (a reader graded it).
+    (["invalid", "moderate"], "lower", (2, "moderate")),
+    (["invalid", "invalid"], "higher", ("invalid", "invalid")),
+    # A tie among three: mild, moderate, invalid once each.
+    (["invalid", "moderate", "mild"], "higher", (2, "moderate")),
+    (["invalid", "moderate", "mild"], "lower", (1, "mild")),
+])
+def test_ties_by_hand(grades, tie_break, expected):
+    assert resolve_study(grades, tie_break) == expected
+
+
+def test_an_adjudicator_settles_a_tie_by_their_first_vote_among_the_tied():
+    # Tie Level 1 (U1) vs Level 2 (U2); the adjudicator ADJ voted once: for Level 1, after U2.
+    grades, readers = ["mild", "severe", "mild", "severe"], ["U1", "U2", "ADJ", "U3"]
+    assert resolve_study(grades, "first", readers, {"ADJ"}) == (1, "mild")
+    assert resolve_study(grades, "higher", readers, {"ADJ"}) == (1, "mild")
+    assert resolve_study(grades, "lower", ["U1", "ADJ", "U2", "U3"], {"ADJ"}) == (2, "severe")
+
+
+def test_group_labels_follow_the_majority_not_the_first_reader():
+    images = pd.DataFrame({"image_id": ["a1", "b1"], "patient_id": ["P1", "P2"], "study_uid": ["S1", "S2"]})
+    readers = _readers([
+        ("S1", "U1", schema.MILD), ("S1", "U2", schema.MODERATE), ("S1", "U3", schema.SEVERE),
+        ("S2", "U1", schema.SEVERE), ("S2", "U2", schema.MILD), ("S2", "U3", schema.MILD),
+    ])
+    labels, excluded = group_labels(images, readers, "first")
+    assert labels.set_index("image_id")[["airspace_level", "study_grade", "n_readers"]].to_dict("index") == {
+        "a1": {"airspace_level": 2, "study_grade": "moderate", "n_readers": 3},
+        "b1": {"airspace_level": 1, "study_grade": "mild", "n_readers": 3}}
+    assert labels.set_index("image_id").reader_grades.to_dict() == {"a1": "mild;moderate;severe",
+                                                                    "b1": "severe;mild;mild"}
+    assert excluded.empty
