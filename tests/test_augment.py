@@ -150,3 +150,63 @@ def test_transforms_by_hand():
     fixed = AugmentConfig(horizontal_flip=False)
     np.testing.assert_allclose(affine_transforms(tf.constant([[0, 0, 0, 0, -0.5]]), SIDE, SIDE, fixed).numpy()[0],
                                [1, 0, 0, 0, 1, 0, 0, 0], atol=1e-6)
+
+
+def inverse_by_hand(draws, height, width, cfg=AugmentConfig()):
+    """The output -> input map as a 3 x 3 matrix, composed with numpy from the forward map of
+    :func:`expected_place` (scale, turn, shift, then mirror about the centre)."""
+    rotation, zoom, shift_x, shift_y, flip_draw = draws[:5]
+    angle = math.radians(rotation * cfg.rotation_degrees)
+    scale = 1 + zoom * cfg.zoom
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
+    turn = np.array([[scale * math.cos(angle), -scale * math.sin(angle), 0],
+                     [scale * math.sin(angle), scale * math.cos(angle), 0], [0, 0, 1]])
+    shift = np.array([[1, 0, shift_x * cfg.translation * width], [0, 1, shift_y * cfg.translation * height], [0, 0, 1]])
+    mirror = np.diag([-1.0 if cfg.horizontal_flip and flip_draw < 0 else 1.0, 1, 1])
+    forward = np.linalg.inv(to_centre) @ mirror @ shift @ turn @ to_centre
+    inverse = np.linalg.inv(forward)
+    return inverse[0].tolist() + inverse[1].tolist()[:3]
+
+
+@pytest.mark.parametrize("draws", [(1.0, -0.4, 0.3, 0.6, -0.1), (-0.7, 1.0, -1.0, 0.2, 0.9), (0.5, -1.0, 0.0, -0.3, -1.0)])
+@pytest.mark.parametrize("height, width", [(41, 41), (30, 52)])
+def test_transform_matrices_equal_the_hand_composition(draws, height, width):
+    got = affine_transforms(tf.constant([draws], tf.float32), height, width, AugmentConfig()).numpy()[0]
+    np.testing.assert_allclose(got[:6], inverse_by_hand(draws, height, width), atol=2e-5)
+    np.testing.assert_array_equal(got[6:], [0, 0])
+
+
+def test_a_flip_draw_of_exactly_zero_does_not_flip():
+    """Flip when the draw is below 0 (half of [-1, 1))."""
+    got = affine_transforms(tf.constant([[0, 0, 0, 0, 0.0]]), SIDE, SIDE, AugmentConfig()).numpy()[0]
+    np.testing.assert_allclose(got, [1, 0, 0, 0, 1, 0, 0, 0], atol=1e-6)
+
+
+def test_a_wide_image_shifts_by_its_own_width_and_height(monkeypatch):
+    with_draws(monkeypatch, (0, 0, 1.0, 1.0, 0.5, 0))  # +10% of the width in x, +10% of the height in y
+    image = np.zeros((1, 21, 61, 1), np.float32)
+    image[0, 10, 30, 0] = 200.0
+    out = augment_batch(tf.constant(image), tf.constant([0, 0]), AugmentConfig()).numpy()[0, :, :, 0]
+    rows, columns = np.indices(out.shape)
+    place = ((rows * out).sum() / out.sum(), (columns * out).sum() / out.sum())
+    assert place == (pytest.approx(10 + 2.1, abs=0.15), pytest.approx(30 + 6.1, abs=0.15))
+
+
+def test_each_image_of_a_batch_takes_its_own_row_of_the_seeded_draws():
+    """The documented protocol: one stateless draw of [batch, 6] values in [-1, 1) per batch seed;
+    row i moves image i (TensorFlow's generator is the oracle for the draws)."""
+    seed = tf.constant([5, 8])
+    draws = tf.random.stateless_uniform([3, 6], seed=seed, minval=-1.0, maxval=1.0).numpy()
+    batch = tf.concat([one_pixel(14, 31)] * 3, axis=0)
+    out = augment_batch(batch, seed, AugmentConfig())
+    for i in range(3):
+        rotation, zoom, shift_x, shift_y, flip_draw, intensity = draws[i]
+        got_row, got_column, _ = centroid(out[i:i + 1])
+        want = expected_place(14, 31, rotation=10 * rotation, zoom=0.15 * zoom, shift_x=4.1 * shift_x,
+                              shift_y=4.1 * shift_y, flip=flip_draw < 0)
+        assert (got_row, got_column) == (pytest.approx(want[0], abs=0.2), pytest.approx(want[1], abs=0.2))
+        # Brightness: the image's total scales by 1 + 0.1 x its sixth draw (bilinear keeps the sum
+        # of a pixel that stays inside, up to the zoom's area change: compare with no intensity draw).
+        plain = augment_batch(batch, seed, AugmentConfig(intensity=0.0)).numpy()[i].sum()
+        assert out.numpy()[i].sum() == pytest.approx(plain * (1 + 0.1 * intensity), rel=1e-4)

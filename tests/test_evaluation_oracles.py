@@ -4,6 +4,8 @@ patient draws; none from an earlier run of the code under test."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,3 +197,66 @@ def test_roc_and_pr_points_match_scikit_learn():
         ["recall", "threshold"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(pr, expected.round(6))
     assert pr.iloc[0].to_dict() == {"recall": 0.0, "precision": 1.0, "threshold": 1.0}
+
+
+# --- the last digits, the defaults and the messages (mutation survivors, issue 20) ------------
+def test_values_are_rounded_to_six_decimals():
+    assert roc_auc([1, 1, 0, 0, 0], [0.8, 0.4, 0.3, 0.4, 0.9]) == 0.583333  # 3.5 / 6
+    report = classification_report([0, 0, 1], [0, 1, 1], NAMES)
+    assert report["majority_class_rate"] == 0.666667 and report["accuracy"] == 0.666667
+    table = calibration_bins([0, 1, 0, 1, 1, 0, 1], [0.05, 0.15, 0.12, 0.95, 0.85, 0.55, 1.0])
+    assert expected_calibration_error(table) == 0.218571  # 1.53 / 7
+    patients = [f"P{i}" for i in range(12)]
+    y_true = np.array([0, 1] * 6)
+    a, b = y_true.copy(), y_true.copy()
+    a[:3], b[:6] = 1 - a[:3], 1 - b[:6]
+    paired = paired_patient_bootstrap(y_true, (a, a * 1.0), {"b": (b, b * 1.0)}, patients, NAMES, resamples=5)
+    assert paired["differences"]["b"]["sensitivity"]["Level 1"]["difference"] == 0.166667
+
+
+def test_bootstrap_defaults_are_1000_resamples_seed_0_level_95():
+    patients = ["P1", "P2", "P3"]
+    y = np.array([0, 1, 1])
+    alone = patient_bootstrap(y, y, y * 1.0, patients, NAMES)
+    assert (alone["resamples"], alone["seed"], alone["level"]) == (1000, 0, 0.95)
+    assert alone["intervals"]["accuracy"]["defined"] == 1000
+    assert alone == patient_bootstrap(y, y, y * 1.0, patients, NAMES, resamples=1000, level=0.95, seed=0)
+    paired = paired_patient_bootstrap(y, (y, y * 1.0), {"b": (y, y * 1.0)}, patients, NAMES)
+    assert (paired["resamples"], paired["seed"], paired["level"]) == (1000, 0, 0.95)
+    assert calibration_bins([0, 1], [0.15, 0.95]).bin.tolist() == [1, 9]  # 10 bins by default
+    one = patient_bootstrap(y, y, y * 1.0, patients, NAMES, resamples=1)  # one resample is allowed
+    assert one["intervals"]["accuracy"]["defined"] == 1
+
+
+def test_messages_are_exact():
+    with pytest.raises(ValueError, match="^no predictions to evaluate$"):
+        classification_report([], [], NAMES)
+    with pytest.raises(ValueError, match="^every model needs one prediction and one score per test image$"):
+        paired_patient_bootstrap([0, 1], ([0, 1], [0.1, 0.9]), {"b": ([0], [0.1])}, ["P1", "P2"], NAMES)
+
+
+def test_a_difference_is_undefined_where_only_one_model_is_undefined():
+    """b never predicts Level 1, so its Level 1 PPV is undefined while a's is defined."""
+    y_true = np.array([0, 1, 0, 1])
+    a, b = np.array([0, 1, 1, 1]), np.array([1, 1, 1, 1])
+    paired = paired_patient_bootstrap(y_true, (a, a * 1.0), {"b": (b, b * 1.0)}, ["P1", "P2", "P3", "P4"], NAMES,
+                                      resamples=10)
+    assert paired["differences"]["b"]["ppv"]["Level 1"] == {"difference": None, "low": None, "high": None, "defined": 0}
+    assert paired["differences"]["b"]["ppv"]["Level 2"]["difference"] == pytest.approx(2 / 3 - 1 / 2, abs=1e-6)
+
+
+def test_balanced_log_loss_computes_in_float64_whatever_the_input():
+    """Keras predicts float32; the loss (which picks the epoch) is computed in float64."""
+    probabilities = np.array([[0.3, 0.7], [0.6, 0.4]], dtype=np.float32)
+    expected = (-math.log(float(np.float32(0.3))) - math.log(float(np.float32(0.4)))) / 2
+    assert balanced_log_loss([0, 1], probabilities) == pytest.approx(expected, rel=1e-15)
+
+
+def test_pr_points_end_where_the_top_score_is_a_false_positive():
+    y = np.array([1, 0, 1, 0])
+    score = np.array([0.2, 0.9, 0.6, 0.1])
+    precision, recall, cut = precision_recall_curve(y, score)
+    expected = pd.DataFrame({"recall": recall, "precision": precision, "threshold": [*cut, 1.0]}).sort_values(
+        ["recall", "threshold"]).reset_index(drop=True).round(6)
+    pd.testing.assert_frame_equal(pr_points(y, score), expected)
+    assert pr_points(y, score).precision.tolist()[:2] == [0.0, 1.0]  # 0.9's point, then the convention's end

@@ -11,6 +11,7 @@ from PIL import Image
 from stages.dicomio.read import read_raster
 from stages.imaging.hashing import (PHASH_BITS, hamming, hamming_matrix, perceptual_hash,
                                     pixel_sha256)
+from stages.imaging.preprocess import to_uint8
 from stages.sources.phantom import render_chest
 
 THRESHOLD = 16  # validate.phash_max_distance in params.yaml
@@ -160,3 +161,21 @@ def test_hamming_by_hand() -> None:
     assert hamming_matrix([], ["0" * 64]).shape == (0, 1) and hamming_matrix(["0" * 64], []).shape == (1, 0)
     with pytest.raises(ValueError, match="hashes of different lengths: 8 and 16 bits"):
         hamming_matrix(["00"], ["0000"])
+
+
+def test_pixel_sha256_rounds_in_float32_whatever_the_input_type() -> None:
+    """A float64 display hashes as its float32 copy (the precision every 8-bit export rounds in):
+    near the half-way values (k + 0.5) / 255, x * 255 rounds differently in float64 for some k."""
+    half = ((np.arange(255) + 0.5) / 255).astype(np.float32)
+    near = np.concatenate([half, np.nextafter(half, 0, dtype=np.float32), np.nextafter(half, 1, dtype=np.float32)])
+    display = near.reshape(3, 255).astype(np.float64)  # exactly the float32 values
+    assert (to_uint8(display) != to_uint8(display.astype(np.float32))).any()  # the case exists
+    assert pixel_sha256(display) == pixel_sha256(display.astype(np.float32))
+
+
+def test_distances_are_integers() -> None:
+    from stages.imaging.hashing import hash_matrix
+
+    assert hamming_matrix(["0f"], ["ff", "00"]).dtype == np.int32
+    assert hamming_matrix([], ["0" * 64]).dtype == np.int32
+    assert hash_matrix([]).dtype == np.uint8 and hash_matrix(["0f"]).dtype == np.uint8

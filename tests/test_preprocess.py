@@ -106,3 +106,39 @@ def test_preprocess_applies_the_box_before_the_top_crop():
     boxed = image[0:4, 1:5]  # 4 x 4
     expected = to_uint8(boxed[1:, :][:, 0:3])  # 3 x 4 -> central square, columns 0..2 (offset int(1/2) = 0)
     np.testing.assert_array_equal(preprocess(image, 3, 0.2, box=(1, 0, 5, 4)), expected)
+
+
+def test_resize_is_bilinear_with_pillows_reducing_gap_of_two():
+    """Pillow's documented reducing_gap=2.0: an image at least 2 x 2 times the target is first
+    reduced by whole factors (int(640 / 64 / 2) = 5, by box averaging, Image.reduce), then
+    resampled bilinearly; Pillow's primitives are the oracle."""
+    from PIL import Image
+
+    image = np.random.default_rng(0).random((640, 640)).astype(np.float32)
+    expected = np.asarray(Image.fromarray(image).reduce(5).resize((64, 64), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(resize_square(image, 64), expected)
+    assert resize_square(image, 64).dtype == np.float32
+
+
+def test_resize_of_a_step_has_no_overshoot():
+    """Bilinear weights are non-negative, so a 0/1 step stays within [0, 1] (bicubic, Pillow's
+    default, rings below 0 and above 1) and has in-between values at the edge (nearest has none)."""
+    step = np.zeros((40, 40), np.float32)
+    step[:, 20:] = 1.0
+    for size in (15, 64):
+        out = resize_square(step, size)
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        assert ((out > 0.01) & (out < 0.99)).any()
+
+
+def test_crop_box_and_center_square_keep_channels():
+    colour = np.stack([GRID, GRID + 100, GRID + 200], axis=-1)  # 4 x 6 x 3
+    np.testing.assert_array_equal(crop_box(colour, (1, 2, 4, 4)), colour[2:4, 1:4])
+    np.testing.assert_array_equal(center_square(colour), colour[:, 1:5])
+
+
+def test_preprocess_defaults_are_the_papers():
+    """Top 8% cropped, no box, COVID-Net's central square."""
+    image = np.random.default_rng(1).random((50, 40)).astype(np.float32)
+    np.testing.assert_array_equal(preprocess(image, 16), preprocess(image, 16, 0.08, None, "center_crop"))
+    np.testing.assert_array_equal(preprocess(image, 16), to_uint8(resize_square(center_square(image[4:]), 16)))

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from stages import schema
-from stages.split import (_cut_strata, assign_splits, dominant_level, level_disagreements, main, reference_table,
-                          run, split_counts, split_table)
+from stages.split import (_cut_strata, assign_splits, dominant_level, level_disagreements, main, read_reference_lists,
+                          reference_table, run, split_counts, split_table)
 
 
 def cohort(n_patients=60, seed=0):
@@ -233,3 +233,105 @@ def test_main_writes_the_table_and_the_counts(tmp_path, capsys):
     assert summary["train"]["images"] + summary["val"]["images"] + summary["test"]["images"] == len(labels)
     assert summary["patients_in_two_splits"] == 0
     assert "split (patient_disjoint): images per split and level" in capsys.readouterr().out
+
+
+def test_error_messages_name_the_first_five_and_the_first_twenty():
+    labels, images = cohort(8)
+    with pytest.raises(SystemExit, match=r"image table: \['P000-0', 'P001-0', 'P002-0', 'P003-0', 'P004-0'\]$"):
+        split_table(labels, images[~images.image_id.str.endswith("-0")], PARAMS)
+    shared = [(f"P{i}", f"tr{i}", 1, "ricord", "train") for i in range(6)] + \
+        [(f"P{i}", f"te{i}", 2, "ricord", "test") for i in range(6)]
+    with pytest.raises(ValueError, match=r"share 6 patient\(s\) between train and test: \['P0', 'P1', 'P2', 'P3', 'P4'\]$"):
+        reference_table(_reference_lists(shared), 0, 0.2)
+    both = [(f"A{i}", f"img{i}", 1, "ricord", "train") for i in range(6)] + \
+        [(f"B{i}", f"img{i}", 2, "ricord", "test") for i in range(6)]
+    with pytest.raises(ValueError, match=r"name 6 image\(s\) in both train and test: \['img0', 'img1', 'img2', 'img3', 'img4'\]$"):
+        reference_table(_reference_lists(both), 0, 0.2)
+
+
+def test_reference_table_joins_our_images_by_hand():
+    """22 listed train images of 22 patients (level 1 for even ones), one test image; we have
+    only the first image: 21 listed images missing, the first 20 named (sorted); the patient ids
+    and paths are ours; the validation cut is _cut_strata's on the listed train patients."""
+    rows = [(f"L{i:02d}", f"img{i:02d}", 1 + i % 2, "ricord", "train") for i in range(22)]
+    lists = _reference_lists(rows + [("T0", "timg", 2, "ricord", "test")])
+    images = pd.DataFrame({"image_id": ["img00", "timg"], "patient_id": ["OURS-0", "OURS-T"],
+                           "image_path": ["severity/img00.png", "severity/timg.png"]})
+    table, report = reference_table(lists, 4, 0.5, images)
+    assert report == {"listed_images": 23, "listed_images_missing": 21,
+                      "listed_images_missing_ids": [f"img{i:02d}" for i in range(1, 21)]}
+    expected_split = _cut_strata(lists["train"], 4, [("val", 0.5)], "train")["L00"]
+    assert table.to_dict("list") == {"image_id": ["img00", "timg"], "patient_id": ["OURS-0", "OURS-T"],
+                                     "split": [expected_split, "test"], "airspace_level": [1, 2],
+                                     "image_path": ["severity/img00.png", "severity/timg.png"]}
+    # Seeded: the validation patients are the seeded cut of each level's patients, every time.
+    full, _ = reference_table(lists, 4, 0.5)
+    cut = _cut_strata(lists["train"], 4, [("val", 0.5)], "train")
+    assert full[full.split != "test"].set_index("patient_id").split.to_dict() == cut.to_dict()
+    assert sorted(cut.value_counts().to_dict().items()) == [("train", 10), ("val", 12)]  # round(5.5) = 6 per level
+
+
+def test_run_defaults_to_patient_disjoint_and_the_reference_seed_comes_from_params(tmp_path):
+    labels, images = cohort(20)
+    tables = _stage_tables(tmp_path, labels, images)
+    table, summary = run(tmp_path / "raw", tables, {"seed": 7, "val_fraction": 0.15, "test_fraction": 0.2})
+    assert summary["mode"] == "patient_disjoint"
+    pd.testing.assert_frame_equal(table, split_table(labels, images, PARAMS))
+    raw = tmp_path / "raw"
+    (raw / schema.COVIDNET_DIR).mkdir(parents=True)
+    train = [f"{p} {p}-0.png level{1 + int(p[1:]) % 2} ricord" for p in sorted(labels.patient_id.unique())]
+    (raw / schema.SEVERITY_REFERENCE_LISTS["train"]).write_text("\n".join(train[1:]) + "\n")
+    (raw / schema.SEVERITY_REFERENCE_LISTS["test"]).write_text(train[0] + "\n")
+    params = {"mode": "reference", "seed": 3, "val_fraction": 0.5}
+    first, summary = run(raw, tables, params)
+    expected, _ = reference_table(read_reference_lists(raw), 3, 0.5, pd.read_csv(tables / "severity_images.csv"))
+    pd.testing.assert_frame_equal(first, expected)
+    assert summary["reference"]["level_differs_from_our_grouping"] == int(
+        (expected.airspace_level.to_numpy() != labels.set_index("image_id").loc[expected.image_id].airspace_level
+         .to_numpy()).sum())
+
+
+def test_reference_mode_error_message_is_exact(tmp_path):
+    labels, images = cohort(6)
+    tables = _stage_tables(tmp_path, labels, images)
+    raw = tmp_path / "raw"
+    (raw / schema.COVIDNET_DIR).mkdir(parents=True)
+    (raw / schema.SEVERITY_REFERENCE_LISTS["train"]).write_text("X1 MIDRC-RICORD-1C-X1-00001-0.png level1 ricord\n")
+    (raw / schema.SEVERITY_REFERENCE_LISTS["test"]).write_text("X2 MIDRC-RICORD-1C-X2-00002-0.png level2 ricord\n")
+    with pytest.raises(SystemExit, match="^split: none of the reference lists' images is in the image table$"):
+        run(raw, tables, {"mode": "reference", "seed": 1, "val_fraction": 0.2})
+
+
+def test_main_defaults_and_printed_counts(tmp_path, monkeypatch, capsys):
+    import stages.split as split
+
+    seen = {}
+
+    def capture(description, argv, **defaults):
+        seen.update(description=description, **defaults)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(split, "stage_arguments", capture)
+    with pytest.raises(SystemExit):
+        split.main([])
+    assert seen == {"description": split.__doc__, "raw": Path("data/raw"), "tables": Path("data/tables"),
+                    "metrics": Path("metrics/split.json")}
+    monkeypatch.undo()
+    # Reference mode through main: raw comes from --raw; a split without Level 1 prints a 0.
+    labels, images = cohort(6)
+    labels["airspace_level"] = [2] * len(labels)
+    tables = _stage_tables(tmp_path, labels, images)
+    raw = tmp_path / "raw"
+    (raw / schema.COVIDNET_DIR).mkdir(parents=True)
+    (raw / schema.SEVERITY_REFERENCE_LISTS["train"]).write_text(
+        "P000 P000-0.png level1 ricord\nP001 P001-0.png level1 ricord\n")
+    (raw / schema.SEVERITY_REFERENCE_LISTS["test"]).write_text("P002 P002-0.png level2 ricord\n")
+    params = tmp_path / "params.yaml"
+    params.write_text("preset: embedded\npresets: {embedded: {}}\ndata: {source: synthetic}\n"
+                      "split: {mode: reference, seed: 7, val_fraction: 0.0}\n")
+    capsys.readouterr()
+    main(["--raw", str(raw), "--tables", str(tables), "--metrics", str(tmp_path / "split.json"), "--params", str(params)])
+    counts = pd.DataFrame({1: [0, 2], 2: [1, 0]}, index=pd.Index(["test", "train"], name="split"))
+    counts.columns.name = "airspace_level"
+    assert capsys.readouterr().out == "split (reference): images per split and level\n" + counts.to_string() + "\n"
+    assert json.loads((tmp_path / "split.json").read_text())["reference"]["level_differs_from_our_grouping"] == 2
