@@ -30,8 +30,11 @@ class ScriptedModel:
 
     def __init__(self, script: list[float]):
         self.script, self.epoch, self.set_to = script, 0, None
+        self.predicted_on: list = []  # (dataset, verbose) of every predict call
+        self.fit_arguments: dict = {}
 
-    def predict(self, dataset, verbose=0):
+    def predict(self, dataset, verbose="not given"):
+        self.predicted_on.append((dataset, verbose))
         return probabilities(self.script[self.epoch])
 
     def get_weights(self):
@@ -42,6 +45,8 @@ class ScriptedModel:
 
     def fit(self, data, steps_per_epoch, epochs, callbacks, verbose, shuffle):
         """As keras.Model.fit: per epoch the callbacks update the logs, and History keeps them."""
+        self.fit_arguments = {"data": data, "steps_per_epoch": steps_per_epoch, "epochs": epochs,
+                              "verbose": verbose, "shuffle": shuffle}
         history: dict[str, list] = {}
         for epoch in range(epochs):
             self.epoch = epoch
@@ -92,11 +97,29 @@ def test_the_last_epoch_can_win():
 
 
 def test_without_validation_the_last_epoch_is_kept_and_nothing_restored():
+    model = ScriptedModel([0.6, 0.9, 0.7])
+    result = fit(model, "train", 1, 3, validation=None, verbose=0)
+    assert result.best_epoch == 3 and model.set_to is None
+    assert result.best == {"loss": round(1 / 3, 6), "accuracy": 0.52}
+    assert "val_loss_balanced" not in result.history and model.predicted_on == []
+
+
+def test_fit_passes_its_arguments_to_keras_and_predicts_the_validation_set_quietly():
     model = ScriptedModel([0.6, 0.9])
-    result = fit(model, "train", 1, 2, validation=None, verbose=0)
-    assert result.best_epoch == 2 and model.set_to is None
-    assert result.best == {"loss": 0.5, "accuracy": 0.51}
-    assert "val_loss_balanced" not in result.history
+    fit(model, "train-data", steps_per_epoch=7, epochs=2, validation=("val-data", TARGETS), verbose=0)
+    # shuffle=False: the tf.data pipeline shuffles, seeded; Keras must not shuffle again.
+    assert model.fit_arguments == {"data": "train-data", "steps_per_epoch": 7, "epochs": 2, "verbose": 0,
+                                   "shuffle": False}
+    assert model.predicted_on == [("val-data", 0), ("val-data", 0)]
+    fit(model, "train-data", 1, 1)
+    assert model.fit_arguments["verbose"] == 2  # one line per epoch by default
+    assert SelectBest("val", [0, 1]).verbose is True
+
+
+def test_no_epoch_leaves_the_weights_alone():
+    model = ScriptedModel([])
+    result = fit(model, "train", 1, 0, validation=("val", TARGETS), verbose=0)
+    assert (result.best_epoch, result.best, model.set_to) == (0, {}, None)
 
 
 def test_select_best_adds_the_scores_to_the_epoch_logs(capsys):
@@ -151,9 +174,19 @@ def test_live_curves_log_every_metric_but_the_learning_rate_once_per_epoch():
     assert [step.get("val_loss_balanced") for step in live.steps[:2]] == [round(loss(0.6), 6), round(loss(0.9), 6)]
 
 
+def test_validation_scores_are_rounded_to_six_decimals():
+    from stages.training.fit import validation_scores
+
+    scores = validation_scores(np.array([0, 0, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]))
+    assert scores["val_accuracy"] == 0.666667 and scores["val_accuracy_balanced"] == 0.75
+    scores = validation_scores(np.array([0, 0, 0, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]]))
+    assert scores["val_accuracy_balanced"] == 0.666667  # (1/3 + 1) / 2
+
+
 def test_predict_proba_is_the_models_prediction_as_an_array():
     model = ScriptedModel([0.7])
     np.testing.assert_array_equal(fitting.predict_proba(model, "data"), probabilities(0.7))
+    assert model.predicted_on == [("data", 0)]  # quietly: no progress bar per epoch
 
 
 def test_schedule_config_and_its_checks():
@@ -164,6 +197,8 @@ def test_schedule_config_and_its_checks():
     assert WarmupLinearDecay(**schedule.get_config()).get_config() == schedule.get_config()
     with pytest.raises(ValueError, match=r"total_steps \(5\) must exceed warmup_steps \(5\)"):
         WarmupLinearDecay(1.0, 5, 5)
+    # A warm-up of one step: the first step is already at the peak.
+    assert float(WarmupLinearDecay(1.0, 4, 1)(0)) == 1.0
     # By hand: step 4 of the warm-up is 5/5 of the peak; step 12 is (20 - 12) / 15 of it.
     assert float(schedule(4)) == pytest.approx(2e-3) and float(schedule(12)) == pytest.approx(8 / 15 * 2e-3)
     assert float(schedule(0)) == pytest.approx(2e-3 / 5) and float(schedule(25)) == 0.0
@@ -187,6 +222,10 @@ def test_compile_for_training_builds_the_schedule_and_the_optimizer_slots():
     assert [(type(m).__name__, m.name) for m in model._compile_metrics._user_metrics] == [
         ("SparseCategoricalAccuracy", "accuracy")]
     assert model.loss == "sparse_categorical_crossentropy"
+    assert model.jit_compile is False  # XLA's CPU depthwise convolution was slower (README, Benchmarks)
     constant = tiny()
     compile_for_training(constant, 5e-4)
     assert float(constant.optimizer.learning_rate) == pytest.approx(5e-4)
+    no_warmup = tiny()
+    compile_for_training(no_warmup, 1e-3, total_steps=10)  # no warm-up unless asked for
+    assert no_warmup.optimizer._learning_rate.get_config()["warmup_steps"] == 0

@@ -435,3 +435,112 @@ def test_settings_from_params_by_key() -> None:
         AuditSettings.from_params({"phash_max_distance": -1})
     with pytest.raises(ValueError, match=r"validate.leakage must be one of \['fail', 'exclude', 'report'\], got 'x'"):
         AuditSettings.from_params({"leakage": "x"})
+
+
+# --- inputs the audit must refuse or tolerate, messages, the planted score (issue 20) ---------
+def test_blank_or_absent_hashes_are_missing() -> None:
+    from stages.validation.leakage import require_hashes
+
+    frame = pd.DataFrame({"image_id": ["a", "b", "c"], "phash": ["  ", None, "0f"]})
+    with pytest.raises(MissingHashes) as error:
+        require_hashes(frame, ("phash", "pixel_sha256"), "t.csv")
+    assert str(error.value) == ("leakage audit: t.csv: phash missing for 2 image(s), first: a, b; pixel_sha256 missing "
+                                "for 3 image(s), first: a, b, c (re-run ingest, which hashes every image it decodes)")
+    many = pd.DataFrame({"image_id": [f"i{k}" for k in range(7)], "phash": [None] * 7})
+    with pytest.raises(MissingHashes, match=r"phash missing for 7 image\(s\), first: i0, i1, i2, i3, i4 \(re-run"):
+        require_hashes(many, ("phash",), "t.csv")
+
+
+def test_a_split_image_absent_from_the_image_table_has_no_hashes() -> None:
+    a = random_hash(40)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    split = pd.concat([split, split.assign(image_id="ghost")], ignore_index=True)
+    with pytest.raises(MissingHashes, match=r"severity_images.csv: pixel_sha256 missing for 1 image\(s\), first: ghost"):
+        audit(split, severity, hashed_pretrain([("p", "train", a)]), AuditSettings())
+
+
+def test_a_repeated_image_row_counts_once_with_its_first_hashes() -> None:
+    a, b = random_hash(41), random_hash(42)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    _, second = hashed_severity([("s1", "test", b, b, b)])
+    result = audit(split, pd.concat([severity, second], ignore_index=True),
+                   hashed_pretrain([("pa", "train", a), ("pb", "train", b)]), AuditSettings())
+    assert matched(result) == {("s1", "pa"): "phash"} and result.summary["severity_images_audited"] == 1
+
+
+def test_a_pretraining_table_without_patient_ids_is_audited_by_content() -> None:
+    a = random_hash(43)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    pretrain = hashed_pretrain([("pa", "train", a)]).drop(columns=["patient_id"])
+    assert matched(audit(split, severity, pretrain, AuditSettings())) == {("s1", "pa"): "phash"}
+
+
+def test_when_every_pair_matched_no_distance_is_left_unmatched() -> None:
+    a = random_hash(44)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    result = audit(split, severity, hashed_pretrain([("pa", "train", a)]), AuditSettings())
+    assert result.summary["nearest_unmatched_phash_distance"] is None
+
+
+def test_records_turn_nan_into_null() -> None:
+    from stages.validation.leakage import _records
+
+    frame = pd.DataFrame({"a": ["x", None], "b": [1.5, float("nan")]})
+    assert _records(frame) == [{"a": "x", "b": 1.5}, {"a": None, "b": None}]
+
+
+def test_failure_message_names_the_first_five_pairs_of_each_kind() -> None:
+    hashes = [random_hash(50 + i) for i in range(6)]
+    split, severity = hashed_severity([(f"t{i}", "test", h, h, h) for i, h in enumerate(hashes)]
+                                      + [(f"r{i}", "train", h, h, h) for i, h in enumerate(hashes)])
+    split["split"] = [*["test"] * 6, *["train"] * 6]
+    pretrain = hashed_pretrain([(f"p{i}", "train", h) for i, h in enumerate(hashes)])
+    message = failure_message(audit(split, severity, pretrain, AuditSettings(mode="fail")))
+    leaked = ", ".join(f"t{i} (test) ~ p{i} [phash]" for i in range(5))
+    cross = ", ".join(f"t{i} (test) ~ r{i} [phash]" for i in range(5))
+    assert message == (
+        f"leakage audit: 6 severity test/val images are in the pretraining train list (phash 6); first: {leaked}. "
+        "Set validate.leakage: exclude to drop them from pretraining, or report to only record them; "
+        f"leakage audit: 6 severity val/test images match a severity train image; first: {cross}")
+
+
+def test_failure_message_lists_each_method_that_found_something() -> None:
+    a = random_hash(60)
+    split, severity = hashed_severity([("t1", "test", a, a, a), ("t2", "test", random_hash(61), a, a)])
+    severity.loc[1, "pixel_sha256"] = fake_hash("pa", "sha")  # t2: the exact pixels of pa
+    result = audit(split, severity, hashed_pretrain([("pa", "train", a)]), AuditSettings(mode="fail"))
+    # t1: phash (its mirrored hash equals its whole one: no extra match); t2: exact pixels, cropped, mirrored.
+    assert "(pixel_sha256 1, phash 1, phash_cropped 1, phash_mirrored 1);" in failure_message(result)
+
+
+def test_planted_copies_are_counted_and_ordered_by_kind() -> None:
+    matches = pd.DataFrame({"severity_image_id": ["a", "b", "c"], "pretrain_image_id": ["pa", "pb", "pc"],
+                            "methods": ["phash"] * 3})
+    severity = pd.DataFrame({"image_id": ["a", "b", "c", "d", "e"], "raw_path": ["ra", "rb", "rc", "rd", "re"]})
+    pretrain = pd.DataFrame({"image_id": ["pa", "pb", "pc", "pd", "pe"],
+                             "filename": ["fa", "fb", "fc", "fd", "fe"]})
+    planted = pd.DataFrame({"filename": ["fa", "fb", "fc", "fd", "fe"],
+                            "kind": ["zoomed", "flipped", "copy", "copy", "blurred"],
+                            "source_raw_path": ["ra", "rb", "rc", "rd", "re"]})
+    score = score_planted(planted, matches, severity, pretrain)
+    # The known kinds in PLANTED_KINDS_ORDER, then unknown ones by name.
+    assert list(score["by_kind"].items()) == [("copy", {"planted": 2, "found": 1}),
+                                              ("flipped", {"planted": 1, "found": 1}),
+                                              ("blurred", {"planted": 1, "found": 0}),
+                                              ("zoomed", {"planted": 1, "found": 1})]
+    assert (score["planted"], score["found"]) == (5, 3)
+
+
+def test_keys_of_missing_values_and_nested_paths() -> None:
+    assert patient_key(float("nan")) is None and name_key(float("nan")) is None and name_key(None) is None
+    assert name_key("covidx/train/sub/X-1.png") == "X-1" and name_key("C:\\data\\train\\X-2.jpg") == "X-2"
+    assert name_key("  a/b/X-3.dcm ") == "X-3"
+
+
+def test_the_audited_pretraining_table_keeps_its_columns() -> None:
+    a = random_hash(70)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    pretrain = hashed_pretrain([("pz", "train", random_hash(71)), ("pa", "train", a), ("py", "test", random_hash(72))])
+    audited = audit(split, severity, pretrain, AuditSettings()).audited_pretrain
+    assert list(audited.columns) == list(pretrain.columns)
+    assert audited.image_id.tolist() == ["pz", "py"] and audited.index.tolist() == [0, 1]
