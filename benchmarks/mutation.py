@@ -45,6 +45,10 @@ GOAL = 0.9  # issue 20: at least 90% of each module's mutants killed
 NICENESS = 10
 # Lines never mutated (mutmut's do_not_mutate_patterns): console output only.
 DO_NOT_MUTATE_PATTERNS = [r"^\s*print\("]
+# mutmut stops a mutant's tests after (their measured seconds + TIMEOUT_CONSTANT) x 15 of wall
+# time. Its default constant (1 s) killed passing runs as "timeout" when other jobs loaded this
+# shared 2-core machine (re-run alone, the same mutants were killed by their tests).
+TIMEOUT_CONSTANT = 10.0
 RESULT_LINE = re.compile(r"^\s*(\S+): (.+)$")
 
 
@@ -87,6 +91,7 @@ def mutmut_settings(module: Module) -> str:
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not slow"]',
         f"do_not_mutate_patterns = {toml_list(DO_NOT_MUTATE_PATTERNS)}",
         'also_copy = ["params.yaml", "dvc.yaml"]',
+        f"timeout_constant = {TIMEOUT_CONSTANT}",
         "use_git_change_detection = false",
         "",
     ])
@@ -191,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "nice -n 10 python benchmarks/mutation.py",
         "goal_killed_fraction": GOAL,
         "do_not_mutate_patterns": DO_NOT_MUTATE_PATTERNS,
+        "timeout_constant_seconds": TIMEOUT_CONSTANT,
         "machine": {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
         "workers": args.workers,
         "modules": modules,

@@ -469,3 +469,14 @@ def test_read_severity_images_names_every_missing_column_and_the_first_five_bad_
                   "patient_sex": "M"}).to_csv(path, index=False)
     with pytest.raises(SystemExit, match=r"not numbers: \['x1', 'x2', 'x3', 'x4', 'x5'\]$"):
         read_severity_images(path)
+
+
+def test_a_reader_who_votes_twice_counts_once_even_before_the_next_reader():
+    """U2 grades S2 twice (severe, then moderate) before U1 votes: the pair is U2's first vote
+    against U1's, (2, 1); S3's only reader voting twice is still one reader."""
+    readers = _readers([("S1", "U1", schema.MILD), ("S1", "U2", schema.MILD),
+                        ("S2", "U2", schema.SEVERE), ("S2", "U2", schema.MODERATE), ("S2", "U1", schema.MILD),
+                        ("S3", "U1", schema.MILD), ("S3", "U1", schema.SEVERE)])
+    agreement = reader_agreement(readers)
+    assert agreement["studies_with_two_or_more_readers"] == 2
+    assert agreement["level_agreement_first_two_readers"] == 0.5
