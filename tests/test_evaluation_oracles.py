@@ -260,3 +260,11 @@ def test_pr_points_end_where_the_top_score_is_a_false_positive():
         ["recall", "threshold"]).reset_index(drop=True).round(6)
     pd.testing.assert_frame_equal(pr_points(y, score), expected)
     assert pr_points(y, score).precision.tolist()[:2] == [0.0, 1.0]  # 0.9's point, then the convention's end
+
+
+def test_calibration_means_are_float64_means_of_float32_scores():
+    """Keras gives float32 probabilities; a float32 mean of these three is 0.163565 to six
+    decimals, the float64 mean (the oracle, numpy on float64 copies) 0.163564."""
+    score = np.array([0.18947158753871918, 0.14227169752120972, 0.15895020961761475], dtype=np.float32)
+    table = calibration_bins([1, 0, 1], score)
+    assert table.mean_predicted.tolist() == [round(float(score.astype(np.float64).mean()), 6)] == [0.163564]
