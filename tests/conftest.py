@@ -76,3 +76,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA} (the ../shared/data folder is absent)")
     return SHARED_DATA
+
+
+def main_defaults(module, monkeypatch) -> dict:
+    """What a stage's ``main([])`` passes to ``stage_arguments``: its description and its default
+    paths (``stage_arguments`` replaced by a recorder that stops the stage)."""
+    seen: dict = {}
+
+    def capture(description, argv, **defaults):
+        seen.update(description=description, **defaults)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(module, "stage_arguments", capture)
+    with pytest.raises(SystemExit):
+        module.main([])
+    monkeypatch.undo()
+    return seen

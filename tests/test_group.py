@@ -11,6 +11,7 @@ from stages.group import (age_bin, cohort_demographics, cohort_summary, fleiss_k
                           labelled_images, main, majority_sex, read_severity_images, reader_agreement,
                           resolve_study)
 from stages.sources import phantom
+from tests.conftest import main_defaults
 from tests.test_phantom import TINY_CONFIG
 
 
@@ -385,15 +386,7 @@ def test_stage_defaults(monkeypatch):
     """main's paths default to the pipeline's layout, with the module docstring as --help."""
     import stages.group as group
 
-    seen = {}
-
-    def capture(description, argv, **defaults):
-        seen.update(description=description, **defaults)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(group, "stage_arguments", capture)
-    with pytest.raises(SystemExit):
-        group.main([])
+    seen = main_defaults(group, monkeypatch)
     assert seen == {"description": group.__doc__, "raw": Path("data/raw"), "tables": Path("data/tables"),
                     "metrics": Path("metrics/cohort.json")}
 

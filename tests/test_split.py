@@ -8,6 +8,7 @@ import pytest
 from stages import schema
 from stages.split import (_cut_strata, assign_splits, dominant_level, level_disagreements, main, read_reference_lists,
                           reference_table, run, split_counts, split_table)
+from tests.conftest import main_defaults
 
 
 def cohort(n_patients=60, seed=0):
@@ -207,17 +208,6 @@ def test_run_refuses_an_unknown_mode(tmp_path):
         run(tmp_path / "raw", tables, {**PARAMS, "mode": "random"})
 
 
-def test_reference_mode_with_none_of_our_images_fails(tmp_path):
-    labels, images = cohort(6)
-    tables = _stage_tables(tmp_path, labels, images)
-    raw = tmp_path / "raw"
-    (raw / schema.COVIDNET_DIR).mkdir(parents=True)
-    (raw / schema.SEVERITY_REFERENCE_LISTS["train"]).write_text("X1 MIDRC-RICORD-1C-X1-00001-0.png level1 ricord\n")
-    (raw / schema.SEVERITY_REFERENCE_LISTS["test"]).write_text("X2 MIDRC-RICORD-1C-X2-00002-0.png level2 ricord\n")
-    with pytest.raises(SystemExit, match="none of the reference lists' images is in the image table"):
-        run(raw, tables, {"mode": "reference", "seed": 1, "val_fraction": 0.2})
-
-
 def test_main_writes_the_table_and_the_counts(tmp_path, capsys):
     labels, images = cohort(30)
     tables = _stage_tables(tmp_path, labels, images)
@@ -305,18 +295,9 @@ def test_reference_mode_error_message_is_exact(tmp_path):
 def test_main_defaults_and_printed_counts(tmp_path, monkeypatch, capsys):
     import stages.split as split
 
-    seen = {}
-
-    def capture(description, argv, **defaults):
-        seen.update(description=description, **defaults)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(split, "stage_arguments", capture)
-    with pytest.raises(SystemExit):
-        split.main([])
+    seen = main_defaults(split, monkeypatch)
     assert seen == {"description": split.__doc__, "raw": Path("data/raw"), "tables": Path("data/tables"),
                     "metrics": Path("metrics/split.json")}
-    monkeypatch.undo()
     # Reference mode through main: raw comes from --raw; a split without Level 1 prints a 0.
     labels, images = cohort(6)
     labels["airspace_level"] = [2] * len(labels)
