@@ -151,7 +151,7 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     agreement uses its own rater count and the chance agreement pools all ratings.
     """
     counts = np.asarray(counts, dtype=np.float64)
-    raters = counts.sum(axis=1)
+    raters = counts.sum(axis=-1)
     if counts.ndim != 2 or len(counts) == 0 or (raters < 2).any():
         raise ValueError("fleiss_kappa needs at least one subject and >= 2 ratings per subject")
     agreement = ((counts ** 2).sum(axis=1) - raters) / (raters * (raters - 1))

@@ -114,3 +114,18 @@ def shared_covidnet() -> Path:
     if not (SHARED_DATA / "ricord-covidnet").is_dir() or not (SHARED_DATA / "covidx").is_dir():
         pytest.skip(f"{SHARED_DATA} is absent: the pinned COVID-Net files are served from there")
     return SHARED_DATA
+
+def main_defaults(module, monkeypatch) -> dict:
+    """What a stage's ``main([])`` passes to ``stage_arguments``: its description and its default
+    paths (``stage_arguments`` replaced by a recorder that stops the stage)."""
+    seen: dict = {}
+
+    def capture(description, argv, **defaults):
+        seen.update(description=description, **defaults)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(module, "stage_arguments", capture)
+    with pytest.raises(SystemExit):
+        module.main([])
+    monkeypatch.undo()
+    return seen

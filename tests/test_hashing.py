@@ -11,6 +11,7 @@ from PIL import Image
 from stages.dicomio.read import read_raster
 from stages.imaging.hashing import (PHASH_BITS, hamming, hamming_matrix, perceptual_hash,
                                     pixel_sha256)
+from stages.imaging.preprocess import to_uint8
 from stages.sources.phantom import render_chest
 
 THRESHOLD = 16  # validate.phash_max_distance in params.yaml
@@ -108,3 +109,73 @@ def test_an_8_bit_export_of_a_display_has_its_exact_pixel_hash(tmp_path):
     display = np.concatenate([np.float32([0.0, 1.0]), *near]).reshape(1, -1)  # full range: no stretch
     Image.fromarray(to_uint8(display)).save(tmp_path / "export.png")
     assert pixel_sha256(read_raster(tmp_path / "export.png")) == pixel_sha256(display)
+
+
+# --- the hashes re-implemented independently (issue 20) --------------------------------------
+def test_perceptual_hash_matches_a_scipy_reimplementation() -> None:
+    """Zauner's DCT hash as documented: area-average to 64 x 64 (a 128 x 192 image: 2 x 3 block
+    means), orthonormal 2-D DCT-II (scipy), the 16 x 16 low frequencies without the DC term, one
+    bit per coefficient above their median, as 64 hex digits."""
+    from scipy.fft import dctn
+
+    rng = np.random.default_rng(4)
+    image = rng.random((128, 192)).astype(np.float32)
+    small = image.astype(np.float64).reshape(64, 2, 64, 3).mean(axis=(1, 3))
+    coefficients = dctn(small, type=2, norm="ortho")[:16, :16].ravel()[1:]
+    bits = "".join("1" if c > np.median(coefficients) else "0" for c in coefficients)
+    assert len(bits) == PHASH_BITS == 255
+    assert perceptual_hash(image) == f"{int(bits, 2):064x}"
+
+
+def test_perceptual_hash_refuses_what_is_not_a_grey_image() -> None:
+    for bad in (np.zeros(10), np.zeros((1, 10)), np.zeros((4, 4, 3))):
+        with pytest.raises(ValueError, match=r"perceptual_hash needs a 2-D grey image, got shape"):
+            perceptual_hash(bad)
+    assert len(perceptual_hash(np.zeros((2, 2)))) == 64
+
+
+def test_pixel_sha256_by_hand() -> None:
+    import hashlib
+
+    display = np.array([[0.0, 1.0, 0.5], [0.2, 0.002, 0.998]], dtype=np.float32)
+    pixels = bytes([0, 255, 128, 51, 1, 254])  # rint(255 x): 127.5 -> 128, 51.0, 0.51 -> 1, 254.49 -> 254
+    assert pixel_sha256(display) == hashlib.sha256(b"2x3:" + pixels).hexdigest()
+    assert pixel_sha256(display.T) == hashlib.sha256(b"3x2:" + bytes([0, 51, 255, 1, 128, 254])).hexdigest()
+
+
+def test_hamming_by_hand() -> None:
+    assert hamming("00ff", "0f0f") == 8 and hamming("0", "0") == 0 and hamming("f1", "e0") == 2
+    with pytest.raises(ValueError, match="hashes of different lengths: 2 and 3"):
+        hamming("00", "000")
+    from stages.imaging.hashing import hash_matrix
+
+    np.testing.assert_array_equal(hash_matrix(["a5", "0f"]), [[1, 0, 1, 0, 0, 1, 0, 1], [0, 0, 0, 0, 1, 1, 1, 1]])
+    # An odd number of hex digits is padded on the left: "abc" is 0x0abc.
+    np.testing.assert_array_equal(hash_matrix(["abc"])[0], [0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0])
+    assert hash_matrix([]).shape == (0, PHASH_BITS)
+    with pytest.raises(ValueError, match=r"hashes of different lengths: \[2, 4\]"):
+        hash_matrix(["00", "0000"])
+    np.testing.assert_array_equal(hamming_matrix(["00ff", "ffff"], ["0f0f", "0000", "ffff"]),
+                                  [[8, 8, 8], [8, 16, 0]])
+    # An empty side (once a matmul of 255 by 256 columns: 64 hex digits hold 256 bits).
+    assert hamming_matrix([], ["0" * 64]).shape == (0, 1) and hamming_matrix(["0" * 64], []).shape == (1, 0)
+    with pytest.raises(ValueError, match="hashes of different lengths: 8 and 16 bits"):
+        hamming_matrix(["00"], ["0000"])
+
+
+def test_pixel_sha256_rounds_in_float32_whatever_the_input_type() -> None:
+    """A float64 display hashes as its float32 copy (the precision every 8-bit export rounds in):
+    near the half-way values (k + 0.5) / 255, x * 255 rounds differently in float64 for some k."""
+    half = ((np.arange(255) + 0.5) / 255).astype(np.float32)
+    near = np.concatenate([half, np.nextafter(half, 0, dtype=np.float32), np.nextafter(half, 1, dtype=np.float32)])
+    display = near.reshape(3, 255).astype(np.float64)  # exactly the float32 values
+    assert (to_uint8(display) != to_uint8(display.astype(np.float32))).any()  # the case exists
+    assert pixel_sha256(display) == pixel_sha256(display.astype(np.float32))
+
+
+def test_distances_are_integers() -> None:
+    from stages.imaging.hashing import hash_matrix
+
+    assert hamming_matrix(["0f"], ["ff", "00"]).dtype == np.int32
+    assert hamming_matrix([], ["0" * 64]).dtype == np.int32
+    assert hash_matrix([]).dtype == np.uint8 and hash_matrix(["0f"]).dtype == np.uint8

@@ -107,7 +107,64 @@ def test_missing_listed_pretrain_image_is_rejected(raw, tmp_path):
     assert "not found" in row.reason.iloc[0]
 
 
-def test_single_file_cli_matches_pipeline(tmp_path):
+def _cli_params(tmp_path) -> str:
+    """PARAMS' ingest settings as a params file for the single-file command line."""
+    path = tmp_path / "cli_params.yaml"
+    path.write_text("preset: embedded\npresets: {embedded: {}}\n"
+                    "ingest: {image_size: 32, crop_top_fraction: 0.08, max_reject_fraction: 0.5}\n")
+    return str(path)
+
+
+def test_single_file_cli_matches_pipeline(raw, tmp_path):
+    """The same DICOM through ``python -m stages.ingest INPUT --out`` and through the pipeline:
+    the same pixels (with and without a crop box)."""
+    ingest.run(raw, tmp_path / "images", tmp_path / "tables", PARAMS, workers=1)
+    severity = pd.read_csv(tmp_path / "tables/severity_images.csv", dtype=str)
+    params = _cli_params(tmp_path)
+    for row in severity.head(3).itertuples():
+        out = tmp_path / "cli" / f"{row.image_id}.png"
+        ingest.main([str(raw / row.raw_path), "--out", str(out), "--params", params])
+        np.testing.assert_array_equal(np.asarray(Image.open(out)),
+                                      np.asarray(Image.open(tmp_path / "images" / row.image_path)))
+    target = severity.iloc[0]
+    box = (3, 9, int(target["columns"]) - 4, int(target["rows"]) - 2)
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    (copy / schema.RICORD_CROP_BOXES).parent.mkdir(parents=True)
+    (copy / schema.RICORD_CROP_BOXES).write_text(f"{target.image_id}.png {' '.join(map(str, box))}\n")
+    ingest.run(copy, tmp_path / "boxed", tmp_path / "boxed_tables", PARAMS, workers=1)
+    out = tmp_path / "cli" / "boxed.png"
+    ingest.main([str(copy / target.raw_path), "--out", str(out), "--params", params,
+                 "--crop-box", *map(str, box)])
+    pipeline = np.asarray(Image.open(tmp_path / "boxed" / target.image_path))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), pipeline)
+    assert not np.array_equal(pipeline, np.asarray(Image.open(tmp_path / "images" / target.image_path)))
+
+
+def test_a_crop_box_outside_the_image_rejects_that_image_naming_it(raw, tmp_path):
+    ingest.run(raw, tmp_path / "a/images", tmp_path / "a/tables", PARAMS, workers=1)
+    severity = pd.read_csv(tmp_path / "a/tables/severity_images.csv", dtype=str)
+    target = severity.iloc[0]
+    columns, rows = int(target["columns"]), int(target["rows"])
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    (copy / schema.RICORD_CROP_BOXES).parent.mkdir(parents=True)
+    (copy / schema.RICORD_CROP_BOXES).write_text(
+        f"{target.image_id}.png {columns + 5} 0 {columns + 50} {rows}\n")
+    ingest.run(copy, tmp_path / "b/images", tmp_path / "b/tables", PARAMS, workers=1)
+    after = pd.read_csv(tmp_path / "b/tables/severity_images.csv", dtype=str)
+    assert target.image_id not in set(after.image_id) and len(after) == len(severity) - 1
+    rejects = pd.read_csv(tmp_path / "b/tables/rejects.csv", dtype=str)
+    row = rejects[rejects.raw_path == target.raw_path]
+    assert row.kind.tolist() == ["unreadable"]
+    assert row.reason.iloc[0] == (f"{copy / target.raw_path}: crop box ({columns + 5}, 0, {columns + 50}, {rows}) "
+                                  f"leaves nothing of a {columns}x{rows} image")
+    with pytest.raises(SystemExit, match=rf"ingest: crop box \({columns + 5}, 0, {columns + 50}, {rows}\) leaves nothing"):
+        ingest.main([str(copy / target.raw_path), "--out", str(tmp_path / "x.png"), "--params", _cli_params(tmp_path),
+                     "--crop-box", str(columns + 5), "0", str(columns + 50), str(rows)])
+
+
+def test_single_file_cli_inverts_monochrome1_and_names_a_bad_file(tmp_path):
     pixels = np.tile(np.linspace(0, 4095, 300).round(), (400, 1)).astype(np.int64)
     dicom = write_dicom(tmp_path / "one.dcm", pixels, "MONOCHROME1", 12)
     params_file = tmp_path / "params.yaml"
@@ -136,7 +193,10 @@ def test_crop_box_from_reference_file_is_applied_first(raw, tmp_path):
     boxed = ingest.run(copy, tmp_path / "b/images", tmp_path / "b/tables", PARAMS, workers=1)
     assert boxed == plain
     display, _ = ingest.read_dicom(copy / target.raw_path)
-    expected = ingest.preprocess(display, 32, 0.08, box)
+    # The box cut by hand (x: columns 5..columns/2, y: rows 7..rows/2), then the rest of the
+    # preprocessing without a box: the oracle does not use crop_box.
+    by_hand = display[7:int(target["rows"]) // 2, 5:int(target["columns"]) // 2]
+    expected = ingest.preprocess(by_hand, 32, 0.08, None)
     got = np.asarray(Image.open(tmp_path / "b/images" / target.image_path))
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "a/images" / target.image_path)))

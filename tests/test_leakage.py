@@ -296,3 +296,251 @@ def test_nearest_unmatched_distance_is_the_closest_pair_left_unmatched(images: d
                    if (s["image_id"], p["image_id"]) not in matched_pairs
                    for column in ("phash", "phash_cropped", "phash_mirrored"))
     assert result.summary["nearest_unmatched_phash_distance"] == expected > 16
+
+
+# --- the threshold at exactly its distance, on hashes built bit by bit (issue 20) -------------
+BITS = 255  # stages.imaging.hashing.PHASH_BITS: 64 hex digits
+
+
+def as_hex(value: int) -> str:
+    return f"{value:064x}"
+
+
+def flipped_bits(value: int, positions) -> int:
+    for position in positions:
+        value ^= 1 << position
+    return value
+
+
+def random_hash(seed: int) -> int:
+    """255 random bits: two of them differ in about 128 bits, far beyond any threshold here."""
+    return int("".join(str(b) for b in np.random.default_rng(seed).integers(0, 2, BITS)), 2)
+
+
+def hashed_severity(rows) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(image_id, split, phash, phash_cropped, phash_mirrored) as ints -> (split, severity_images)."""
+    split = pd.DataFrame([{"image_id": i, "patient_id": f"PAT-{i}", "split": s, "airspace_level": 1,
+                           "image_path": f"severity/{i}.png"} for i, s, *_ in rows])
+    images = pd.DataFrame([{"image_id": i, "patient_id": f"PAT-{i}", "pixel_sha256": fake_hash(i, "sha"),
+                            "phash": as_hex(whole), "phash_cropped": as_hex(cropped), "phash_mirrored": as_hex(mirrored)}
+                           for i, _, whole, cropped, mirrored in rows])
+    return split, images
+
+
+def hashed_pretrain(rows) -> pd.DataFrame:
+    """(image_id, list, phash as int) -> a pretraining table."""
+    return pd.DataFrame([pretrain_row(i, f"OTHER-{i}", f"{i}.png", {"pixel_sha256": fake_hash(i, "sha"),
+                                                                     "phash": as_hex(h)}, list_name=lst)
+                         for i, lst, h in rows])
+
+
+def test_a_pair_at_exactly_the_threshold_matches_and_one_bit_more_does_not() -> None:
+    a, b, c, d, e = (random_hash(s) for s in range(5))
+    at, over = range(0, 24), range(100, 125)  # 24 and 25 bit positions
+    split, severity = hashed_severity([
+        ("s_at", "test", a, a, flipped_bits(a, [7])),
+        ("s_over", "test", b, b, c),
+        ("s_crop", "val", d, e, flipped_bits(d, [3, 4])),
+    ])
+    pretrain = hashed_pretrain([
+        ("p_at", "train", flipped_bits(a, at)),        # whole hash 24 bits from s_at's whole hash
+        ("p_over", "train", flipped_bits(b, over)),    # 25 bits from s_over
+        ("p_crop", "train", flipped_bits(e, range(200, 224))),  # 24 bits from s_crop's cropped hash
+    ])
+    assert hamming(severity.phash[0], pretrain.phash[0]) == 24  # the oracle: bits counted by hand
+    result = audit(split, severity, pretrain, AuditSettings(phash_max_distance=24))
+    # s_at's mirrored hash differs from its whole one in bit 7, one of the 24: it is 23 bits from
+    # p_at, so it matches too, and the distance reported is the smallest over the three hashes.
+    assert matched(result) == {("s_at", "p_at"): "phash;phash_mirrored", ("s_crop", "p_crop"): "phash_cropped"}
+    distances = result.matches.set_index("pretrain_image_id").phash_distance.to_dict()
+    assert distances == {"p_at": 23, "p_crop": 24}
+    assert result.summary["nearest_unmatched_phash_distance"] == 25
+    assert result.summary["excluded"] == ["p_at", "p_crop"]
+    # One bit less of room: only the 23-bit mirrored pair of s_at is left.
+    tighter = audit(split, severity, pretrain, AuditSettings(phash_max_distance=23))
+    assert matched(tighter) == {("s_at", "p_at"): "phash_mirrored"}
+    assert tighter.summary["nearest_unmatched_phash_distance"] == 24
+    wider = audit(split, severity, pretrain, AuditSettings(phash_max_distance=25))
+    assert matched(wider)[("s_over", "p_over")] == "phash"
+
+
+def test_a_variant_equal_to_the_whole_image_adds_no_match() -> None:
+    """No crop box: phash_cropped is the whole image's hash, so a match within the threshold is
+    phash's alone; a mirrored hash that is distinct matches by itself."""
+    a, b, m = random_hash(10), random_hash(11), random_hash(12)
+    split, severity = hashed_severity([("s0", "test", a, a, m), ("s1", "test", b, b, b)])
+    pretrain = hashed_pretrain([("p0", "train", flipped_bits(a, range(10))), ("p_m", "train", flipped_bits(m, [0])),
+                                ("p1", "train", b)])
+    result = audit(split, severity, pretrain, AuditSettings())
+    assert matched(result) == {("s0", "p0"): "phash", ("s0", "p_m"): "phash_mirrored", ("s1", "p1"): "phash"}
+    distances = result.matches.set_index("pretrain_image_id").phash_distance.to_dict()
+    assert distances == {"p0": 10, "p_m": 1, "p1": 0}
+    assert result.summary["by_method"]["phash_cropped"] == {"pairs": 0, "severity_images": 0, "pretrain_images": 0}
+    assert result.summary["by_method"]["phash"] == {"pairs": 2, "severity_images": 2, "pretrain_images": 2}
+
+
+def test_the_summary_by_hand() -> None:
+    a, b, c, d = (random_hash(s) for s in range(20, 24))
+    split, severity = hashed_severity([("t1", "test", a, a, a), ("v1", "val", b, b, b), ("r1", "train", c, c, c),
+                                       ("t2", "test", d, d, d)])
+    pretrain = hashed_pretrain([("pa", "train", a), ("pa2", "train", a), ("pb", "test", b), ("pc", "train", c),
+                                ("pz", "train", random_hash(99))])
+    result = audit(split, severity, pretrain, AuditSettings())
+    summary = result.summary
+    assert {k: summary[k] for k in (
+        "mode", "splits_guarded", "phash_max_distance", "severity_images_audited", "severity_images_audited_by_split",
+        "pretrain_images_audited", "matched_pairs", "matched_severity_images", "matched_severity_images_by_split",
+        "matched_guarded_severity_images", "matched_pretrain_images", "matched_guarded_pretrain_images_in_train_list",
+        "excluded_pretrain_images", "pretrain_images_after_audit", "pretrain_train_images_after_audit",
+        "excluded", "cross_split_pairs")} == {
+        "mode": "exclude", "splits_guarded": ["test", "val"], "phash_max_distance": 24,
+        "severity_images_audited": 4, "severity_images_audited_by_split": {"train": 1, "val": 1, "test": 2},
+        "pretrain_images_audited": 5,
+        "matched_pairs": 4,  # t1~pa, t1~pa2, v1~pb (test list), r1~pc (train image)
+        "matched_severity_images": 3, "matched_severity_images_by_split": {"train": 1, "val": 1, "test": 1},
+        "matched_guarded_severity_images": 2, "matched_pretrain_images": 4,
+        "matched_guarded_pretrain_images_in_train_list": 2,
+        "excluded_pretrain_images": 2, "pretrain_images_after_audit": 3, "pretrain_train_images_after_audit": 2,
+        "excluded": ["pa", "pa2"], "cross_split_pairs": 0}
+    assert summary["by_method"]["phash"] == {"pairs": 4, "severity_images": 3, "pretrain_images": 4}
+    assert summary["by_method"]["pixel_sha256"] == {"pairs": 0, "severity_images": 0, "pretrain_images": 0}
+    assert summary["matches"][0] == {"severity_image_id": "r1", "severity_split": "train", "pretrain_image_id": "pc",
+                                     "pretrain_list": "train", "methods": "phash", "phash_distance": 0}
+    assert sorted(result.audited_pretrain.image_id) == ["pb", "pc", "pz"]
+    report = audit(split, severity, pretrain, AuditSettings(mode="report"))
+    assert report.summary["excluded"] == [] and len(report.audited_pretrain) == 5
+    assert failure_message(report) is None
+
+
+def test_failure_message_lists_methods_and_both_kinds_of_leak() -> None:
+    a, b = random_hash(30), random_hash(31)
+    split, severity = hashed_severity([("t1", "test", a, a, a), ("r1", "train", b, b, b), ("v1", "val", b, b, b)])
+    pretrain = hashed_pretrain([("pa", "train", a), ("pa_test", "test", a)])
+    result = audit(split, severity, pretrain, AuditSettings(mode="fail"))
+    message = failure_message(result)
+    assert message == (
+        "leakage audit: 1 severity test/val images are in the pretraining train list (phash 1); first: "
+        "t1 (test) ~ pa [phash]. Set validate.leakage: exclude to drop them from pretraining, or report to only "
+        "record them; leakage audit: 1 severity val/test images match a severity train image; first: "
+        "v1 (val) ~ r1 [phash]")
+    only_cross = audit(split, severity, pretrain.iloc[1:], AuditSettings(mode="fail"))
+    assert failure_message(only_cross) == ("leakage audit: 1 severity val/test images match a severity train image; "
+                                           "first: v1 (val) ~ r1 [phash]")
+
+
+def test_settings_from_params_by_key() -> None:
+    assert AuditSettings.from_params({"leakage": "fail", "leakage_splits": ["test"], "phash_max_distance": 0}) == \
+        AuditSettings("fail", ("test",), 0)
+    with pytest.raises(ValueError, match=r"validate.phash_max_distance must be >= 0, got -1"):
+        AuditSettings.from_params({"phash_max_distance": -1})
+    with pytest.raises(ValueError, match=r"validate.leakage must be one of \['fail', 'exclude', 'report'\], got 'x'"):
+        AuditSettings.from_params({"leakage": "x"})
+
+
+# --- inputs the audit must refuse or tolerate, messages, the planted score (issue 20) ---------
+def test_blank_or_absent_hashes_are_missing() -> None:
+    from stages.validation.leakage import require_hashes
+
+    frame = pd.DataFrame({"image_id": ["a", "b", "c"], "phash": ["  ", None, "0f"]})
+    with pytest.raises(MissingHashes) as error:
+        require_hashes(frame, ("phash", "pixel_sha256"), "t.csv")
+    assert str(error.value) == ("leakage audit: t.csv: phash missing for 2 image(s), first: a, b; pixel_sha256 missing "
+                                "for 3 image(s), first: a, b, c (re-run ingest, which hashes every image it decodes)")
+    many = pd.DataFrame({"image_id": [f"i{k}" for k in range(7)], "phash": [None] * 7})
+    with pytest.raises(MissingHashes, match=r"phash missing for 7 image\(s\), first: i0, i1, i2, i3, i4 \(re-run"):
+        require_hashes(many, ("phash",), "t.csv")
+
+
+def test_a_split_image_absent_from_the_image_table_has_no_hashes() -> None:
+    a = random_hash(40)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    split = pd.concat([split, split.assign(image_id="ghost")], ignore_index=True)
+    with pytest.raises(MissingHashes, match=r"severity_images.csv: pixel_sha256 missing for 1 image\(s\), first: ghost"):
+        audit(split, severity, hashed_pretrain([("p", "train", a)]), AuditSettings())
+
+
+def test_a_repeated_image_row_counts_once_with_its_first_hashes() -> None:
+    a, b = random_hash(41), random_hash(42)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    _, second = hashed_severity([("s1", "test", b, b, b)])
+    result = audit(split, pd.concat([severity, second], ignore_index=True),
+                   hashed_pretrain([("pa", "train", a), ("pb", "train", b)]), AuditSettings())
+    assert matched(result) == {("s1", "pa"): "phash"} and result.summary["severity_images_audited"] == 1
+
+
+def test_a_pretraining_table_without_patient_ids_is_audited_by_content() -> None:
+    a = random_hash(43)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    pretrain = hashed_pretrain([("pa", "train", a)]).drop(columns=["patient_id"])
+    assert matched(audit(split, severity, pretrain, AuditSettings())) == {("s1", "pa"): "phash"}
+
+
+def test_when_every_pair_matched_no_distance_is_left_unmatched() -> None:
+    a = random_hash(44)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    result = audit(split, severity, hashed_pretrain([("pa", "train", a)]), AuditSettings())
+    assert result.summary["nearest_unmatched_phash_distance"] is None
+
+
+def test_records_turn_nan_into_null() -> None:
+    from stages.validation.leakage import _records
+
+    frame = pd.DataFrame({"a": ["x", None], "b": [1.5, float("nan")]})
+    assert _records(frame) == [{"a": "x", "b": 1.5}, {"a": None, "b": None}]
+
+
+def test_failure_message_names_the_first_five_pairs_of_each_kind() -> None:
+    hashes = [random_hash(50 + i) for i in range(6)]
+    split, severity = hashed_severity([(f"t{i}", "test", h, h, h) for i, h in enumerate(hashes)]
+                                      + [(f"r{i}", "train", h, h, h) for i, h in enumerate(hashes)])
+    split["split"] = [*["test"] * 6, *["train"] * 6]
+    pretrain = hashed_pretrain([(f"p{i}", "train", h) for i, h in enumerate(hashes)])
+    message = failure_message(audit(split, severity, pretrain, AuditSettings(mode="fail")))
+    leaked = ", ".join(f"t{i} (test) ~ p{i} [phash]" for i in range(5))
+    cross = ", ".join(f"t{i} (test) ~ r{i} [phash]" for i in range(5))
+    assert message == (
+        f"leakage audit: 6 severity test/val images are in the pretraining train list (phash 6); first: {leaked}. "
+        "Set validate.leakage: exclude to drop them from pretraining, or report to only record them; "
+        f"leakage audit: 6 severity val/test images match a severity train image; first: {cross}")
+
+
+def test_failure_message_lists_each_method_that_found_something() -> None:
+    a = random_hash(60)
+    split, severity = hashed_severity([("t1", "test", a, a, a), ("t2", "test", random_hash(61), a, a)])
+    severity.loc[1, "pixel_sha256"] = fake_hash("pa", "sha")  # t2: the exact pixels of pa
+    result = audit(split, severity, hashed_pretrain([("pa", "train", a)]), AuditSettings(mode="fail"))
+    # t1: phash (its mirrored hash equals its whole one: no extra match); t2: exact pixels, cropped, mirrored.
+    assert "(pixel_sha256 1, phash 1, phash_cropped 1, phash_mirrored 1);" in failure_message(result)
+
+
+def test_planted_copies_are_counted_and_ordered_by_kind() -> None:
+    matches = pd.DataFrame({"severity_image_id": ["a", "b", "c"], "pretrain_image_id": ["pa", "pb", "pc"],
+                            "methods": ["phash"] * 3})
+    severity = pd.DataFrame({"image_id": ["a", "b", "c", "d", "e"], "raw_path": ["ra", "rb", "rc", "rd", "re"]})
+    pretrain = pd.DataFrame({"image_id": ["pa", "pb", "pc", "pd", "pe"],
+                             "filename": ["fa", "fb", "fc", "fd", "fe"]})
+    planted = pd.DataFrame({"filename": ["fa", "fb", "fc", "fd", "fe"],
+                            "kind": ["zoomed", "flipped", "copy", "copy", "blurred"],
+                            "source_raw_path": ["ra", "rb", "rc", "rd", "re"]})
+    score = score_planted(planted, matches, severity, pretrain)
+    # The known kinds in PLANTED_KINDS_ORDER, then unknown ones by name.
+    assert list(score["by_kind"].items()) == [("copy", {"planted": 2, "found": 1}),
+                                              ("flipped", {"planted": 1, "found": 1}),
+                                              ("blurred", {"planted": 1, "found": 0}),
+                                              ("zoomed", {"planted": 1, "found": 1})]
+    assert (score["planted"], score["found"]) == (5, 3)
+
+
+def test_keys_of_missing_values_and_nested_paths() -> None:
+    assert patient_key(float("nan")) is None and name_key(float("nan")) is None and name_key(None) is None
+    assert name_key("covidx/train/sub/X-1.png") == "X-1" and name_key("C:\\data\\train\\X-2.jpg") == "X-2"
+    assert name_key("  a/b/X-3.dcm ") == "X-3"
+
+
+def test_the_audited_pretraining_table_keeps_its_columns() -> None:
+    a = random_hash(70)
+    split, severity = hashed_severity([("s1", "test", a, a, a)])
+    pretrain = hashed_pretrain([("pz", "train", random_hash(71)), ("pa", "train", a), ("py", "test", random_hash(72))])
+    audited = audit(split, severity, pretrain, AuditSettings()).audited_pretrain
+    assert list(audited.columns) == list(pretrain.columns)
+    assert audited.image_id.tolist() == ["pz", "py"] and audited.index.tolist() == [0, 1]

@@ -53,8 +53,16 @@ def cohort(tmp_path_factory):
 
 
 def test_pretrain_finetune_evaluate_run_and_write_their_outputs(cohort):
+    """Only evaluate may read the test split: pretrain and finetune run with the test images
+    moved away (a read of one would fail naming it); evaluate needs them back."""
     params, model = _tiny_params(), "covidnet_cxr_s"
     out = cohort / "out"
+    split_table = pd.read_csv(cohort / "tables" / "split.csv")
+    test_images = [cohort / "images" / p for p in split_table[split_table.split == "test"].image_path]
+    hidden = cohort / "hidden"
+    hidden.mkdir()
+    for path in test_images:
+        path.rename(hidden / path.name)
     trained = pretrain.run(params, model, pretrain.Paths.for_model(
         model, cohort=cohort / "tables" / "pretrain_audited.csv", images=cohort / "images",
         model_out=out / "pretrain.weights.h5", metrics=out / "pretrain.json"))
@@ -67,9 +75,14 @@ def test_pretrain_finetune_evaluate_run_and_write_their_outputs(cohort):
     assert tuned["transferred_layers"] > 0 and tuned["selected_epoch"] == 1
     assert (out / "curves" / "plots" / "metrics" / "val_loss_balanced.tsv").is_file()
 
-    scored = evaluate.run(params, model, evaluate.Paths.for_model(
+    evaluation_paths = evaluate.Paths.for_model(
         model, tables=cohort / "tables", images=cohort / "images", weights=out / "finetune.weights.h5",
-        metrics=out / "evaluate.json", predictions=out / "test_predictions.csv"))
+        metrics=out / "evaluate.json", predictions=out / "test_predictions.csv")
+    with pytest.raises(FileNotFoundError, match=test_images[0].name):
+        evaluate.run(params, model, evaluation_paths)
+    for path in test_images:
+        (hidden / path.name).rename(path)
+    scored = evaluate.run(params, model, evaluation_paths)
     assert scored["n"] == 8 and scored["patients"] == 4
     assert set(scored["sensitivity"]) == {"Level 1", "Level 2"}
     predictions = pd.read_csv(out / "test_predictions.csv")

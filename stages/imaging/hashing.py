@@ -81,10 +81,12 @@ def hash_matrix(hashes: list[str]) -> np.ndarray:
 
 def hamming_matrix(a: list[str], b: list[str]) -> np.ndarray:
     """Pairwise Hamming distances, shape (len(a), len(b)), between two lists of hex hashes."""
+    if not len(a) or not len(b):  # hash_matrix([]) cannot know the other side's width
+        return np.zeros((len(a), len(b)), dtype=np.int32)
     # float32 so the product runs in BLAS; sums of at most 256 ones are exact in float32.
     left = hash_matrix(a).astype(np.float32)
     right = hash_matrix(b).astype(np.float32)
-    if left.shape[1] != right.shape[1] and len(a) and len(b):
+    if left.shape[1] != right.shape[1]:
         raise ValueError(f"hashes of different lengths: {left.shape[1]} and {right.shape[1]} bits")
     # Differing bits = |a| + |b| - 2 |a AND b|: integer matrix products instead of a Python loop.
     distances = left.sum(1)[:, None] + right.sum(1)[None, :] - 2.0 * (left @ right.T)

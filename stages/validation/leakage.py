@@ -344,8 +344,9 @@ def failure_message(result: AuditResult) -> str | None:
     train = guarded[guarded["pretrain_list"] == "train"]
     messages = []
     if len(train):
-        methods = ", ".join(f"{m} {c['severity_images']}" for m, c in summary["by_method"].items()
-                            if c["pairs"])
+        # Per method, the leaked images only (summary["by_method"] also counts train-split matches).
+        by_method = _method_counts(train)
+        methods = ", ".join(f"{m} {c['severity_images']}" for m, c in by_method.items() if c["pairs"])
         first = ", ".join(f"{r.severity_image_id} ({r.severity_split}) ~ {r.pretrain_image_id} [{r.methods}]"
                           for r in train.head(MESSAGE_EXAMPLES).itertuples())
         messages.append(
