@@ -42,7 +42,6 @@ never a test assertion.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import statistics

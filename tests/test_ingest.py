@@ -135,8 +135,11 @@ def test_crop_box_from_reference_file_is_applied_first(raw, tmp_path):
         f"{target.image_id}.png {' '.join(map(str, box))}\nsome-other-image.png\n")
     boxed = ingest.run(copy, tmp_path / "b/images", tmp_path / "b/tables", PARAMS, workers=1)
     assert boxed == plain
-    display, _ = ingest.read_dicom(copy / target.raw_path)
-    expected = ingest.preprocess(display, 32, 0.08, box)
+    from stages.dicomio.read import read_dicom
+    from stages.imaging.preprocess import preprocess
+
+    display, _ = read_dicom(copy / target.raw_path)
+    expected = preprocess(display, 32, 0.08, box)
     got = np.asarray(Image.open(tmp_path / "b/images" / target.image_path))
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "a/images" / target.image_path)))
@@ -187,6 +190,7 @@ def test_phantom_crop_boxes_name_the_images_ingest_numbers(tmp_path):
     """The phantom's ricord_data_set.txt is keyed by COVID-Net image ids; ingest must give each box
     to the file the phantom planned it for (a truncated file with a readable header is numbered too),
     and hash each image whole, in its box and mirrored."""
+    from stages.dicomio.read import read_dicom
     from stages.imaging.hashing import perceptual_hash
     from stages.imaging.preprocess import crop_box
     from stages.sources.covidnet_files import read_crop_boxes
@@ -206,7 +210,7 @@ def test_phantom_crop_boxes_name_the_images_ingest_numbers(tmp_path):
     for row in severity.itertuples():
         box = planned[row.raw_path]
         assert written.get(row.image_id) == box
-        display, _ = ingest.read_dicom(raw / row.raw_path)
+        display, _ = read_dicom(raw / row.raw_path)
         assert row.phash_cropped == perceptual_hash(crop_box(display, box) if box else display)
         assert row.phash_mirrored == perceptual_hash(display[:, ::-1])
         assert (row.phash_cropped != row.phash) == (box is not None)
