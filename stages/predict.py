@@ -96,22 +96,12 @@ def keras_runner(params: dict, model: str, weights: Path, explain: bool) -> Runn
 
 def litert_runner(path: Path) -> Runner:
     """The exported .tflite through the LiteRT interpreter (no TensorFlow import)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from stages.litert import Runner as LiteRT
 
     if not path.is_file():
         raise SystemExit(f"predict: {path} not found (run the export stage: dvc repro export)")
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
-    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
-
-    def run(batch: np.ndarray) -> tuple[np.ndarray, None]:
-        rows = []
-        for image in batch:  # the file's input is one image
-            interpreter.set_tensor(source["index"], image[None].astype(np.float32))
-            interpreter.invoke()
-            rows.append(interpreter.get_tensor(target["index"])[0])
-        return np.asarray(rows, dtype=np.float64), None
-    return run
+    run = LiteRT(path)
+    return lambda batch: (run(batch), None)
 
 
 def heatmap_png(stored: np.ndarray, cam: np.ndarray, source: str, model: str) -> bytes:

@@ -236,6 +236,47 @@ def test_predict_reproduces_evaluate_on_the_raw_test_dicoms():
     np.testing.assert_allclose(got, rows.probability_level2, atol=2e-6)
 
 
+@pytest.fixture(scope="module")
+def tflite(setup, tmp_path_factory) -> Path:
+    from stages.export import write_exports
+
+    root = tmp_path_factory.mktemp("exported")
+    write_exports(setup[1], root / "saved_model", root / "model.tflite")
+    return root / "model.tflite"
+
+
+@pytest.mark.slow
+def test_litert_backend_gives_the_keras_result_and_names_broken_files(setup, capsys, files, tflite, tmp_path):
+    paths = [str(files["explicit"]), str(files["truncated"]), str(files["png"])]
+    _, out, _ = run(setup, capsys, *paths, "--json")
+    expected = [r["probability_level2"] for r in json.loads(out)["results"]]
+    code, out, err = run(setup, capsys, *paths, "--json", "--backend", "litert", "--tflite", str(tflite))
+    payload = json.loads(out)
+    got = [r["probability_level2"] for r in payload["results"]]
+    assert code == 1 and payload["backend"] == "litert" and got[1] is None and expected[1] is None
+    assert payload["results"][1]["error"].startswith(str(files["truncated"]))
+    np.testing.assert_allclose([got[0], got[2]], [expected[0], expected[2]], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_real_full_size_cr_with_litert_in_a_process_without_tensorflow(setup, tflite, tmp_path):
+    root, _ = setup
+    paths = _real_radiographs()
+    truncated = tmp_path / "cut.dcm"
+    truncated.write_bytes(paths[0].read_bytes()[:100_000])
+    script = ("import json, sys; from stages import predict; "
+              f"code = predict.main({[str(paths[0]), str(truncated), str(paths[1])]!r} + ['--json', '--backend', 'litert', "
+              f"'--tflite', '{tflite}', '--params', '{root / 'params.yaml'}', '--training-metrics', '{root / 'ricord.json'}']); "
+              "print(json.dumps({'code': code, 'tf': 'tensorflow' in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    status, payload = json.loads(lines[-1]), json.loads("\n".join(lines[:-1]))
+    assert status == {"code": 1, "tf": False}
+    results = payload["results"]
+    assert results[1]["error"].startswith(str(truncated)) and f"{truncated}" in done.stderr
+    assert results[0]["level"] in ("Level 1", "Level 2") and results[0]["probability_level2"] == results[2]["probability_level2"]
+
+
 def test_litert_backend_never_imports_tensorflow(tmp_path):
     """The LiteRT path loads ai_edge_litert, not TensorFlow (stopped at the missing .tflite)."""
     check = ("import sys; from stages import predict; "
