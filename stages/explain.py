@@ -65,10 +65,25 @@ def sample_test_images(tables: Path, per_level: int, seed: int) -> pd.DataFrame:
     return pd.concat(chosen).sort_values("image_id", kind="stable").reset_index(drop=True)
 
 
+def localisation(table: pd.DataFrame, params: dict) -> dict:
+    """Per group (all images, each level): the scores' summary from the per-image table
+    (explain_images.csv), so the committed summary can be recomputed from the committed table."""
+    from stages.explanation.localisation import SCORES, summarise
+
+    evaluate = params.get("evaluate") or {}
+    groups = {"all": table.index, **{name: table.index[table.level == name] for name in LEVEL_NAMES}}
+    return {group: {**summarise({name: table.loc[rows, name] for name in SCORES},
+                                {name: table.loc[rows, f"random_{name}"] for name in SCORES},
+                                table.loc[rows, "patient_id"], resamples=int(evaluate.get("bootstrap_resamples", 1000)),
+                                level=float(evaluate.get("ci_level", 0.95)), seed=int(params["train"]["seed"])),
+                    "empty_heatmaps": int(table.loc[rows, "empty_heatmap"].sum())}
+            for group, rows in groups.items() if len(rows)}
+
+
 def run(params: dict, model_name: str, paths: Paths) -> dict:
     from stages.explanation.figures import gradcam_grid
     from stages.explanation.gradcam import GradCam, upsample
-    from stages.explanation.localisation import SCORES, random_scores, scores, summarise
+    from stages.explanation.localisation import random_scores, scores
     from stages.explanation.truth import PhantomTruth, inside
     from stages.model_input import Preprocessing
     from stages.models import load_model, model_params, spec
@@ -116,18 +131,11 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
         metrics.update({"localisation": None,
                         "reason": f"data.source {source} has no planted truth: heatmaps are drawn, not scored"})
     else:
-        evaluate = params.get("evaluate") or {}
-        groups = {"all": table.index, **{name: table.index[table.level == name] for name in LEVEL_NAMES}}
         metrics.update({
             "scope": SCOPE,
             "inside_threshold": "zone mask >= 0.5 (the phantom's own cut-off), at the network's input size",
             "random_maps_per_image": int(settings["random_maps"]),
-            "localisation": {group: {**summarise(
-                {name: table.loc[rows_, name] for name in SCORES},
-                {name: table.loc[rows_, f"random_{name}"] for name in SCORES}, table.loc[rows_, "patient_id"],
-                resamples=int(evaluate.get("bootstrap_resamples", 1000)), level=float(evaluate.get("ci_level", 0.95)),
-                seed=seed), "empty_heatmaps": int(table.loc[rows_, "empty_heatmap"].sum())}
-                for group, rows_ in groups.items() if len(rows_)},
+            "localisation": localisation(table, params),
         })
     write_json(paths.metrics, metrics)
     write_csv(paths.metrics.with_name("explain_images.csv"), table)

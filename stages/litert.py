@@ -42,6 +42,27 @@ class Runner:
         return np.asarray(rows)
 
 
+class GradCamRunner:
+    """The export's ``gradcam.tflite``: (N, size, size, 3) images -> ((N, 2) probabilities, (N, h, w) maps),
+    one image per invocation; its two outputs are told apart by shape."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        self.interpreter = interpreter(path, threads=threads)
+        (self.source,) = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        self.probabilities = next(o["index"] for o in outputs if len(o["shape"]) == 2)
+        self.cam = next(o["index"] for o in outputs if len(o["shape"]) == 3)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, cams = [], []
+        for image in images:
+            self.interpreter.set_tensor(self.source["index"], image[None].astype(np.float32))
+            self.interpreter.invoke()
+            probabilities.append(self.interpreter.get_tensor(self.probabilities)[0].astype(np.float64))
+            cams.append(self.interpreter.get_tensor(self.cam)[0].astype(np.float32))
+        return np.asarray(probabilities), np.asarray(cams)
+
+
 def operator_counts(path: Path) -> dict[str, int]:
     """How many of each operator the file holds (delegates off, so folded batch norms show as absent MULs)."""
     counts = Counter(op["op_name"] for op in interpreter(path, default_delegates=False)._get_ops_details())

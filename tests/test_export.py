@@ -70,8 +70,28 @@ def test_litert_file_runs_in_a_process_without_tensorflow(exported, tmp_path):
     np.testing.assert_allclose(result["p"], model.predict(images, verbose=0)[:, 1], atol=1e-3)
 
 
+@pytest.mark.slow
+def test_litert_gradcam_matches_the_tape_without_gradient_operators(exported):
+    """Oracle: Grad-CAM by tf.GradientTape on the Keras model. The LiteRT file estimates the channel
+    gradients by central differences: maps within 2% of their maximum, same probabilities."""
+    from stages.explanation.gradcam import GradCam
+
+    root, model, _ = exported
+    export.write_gradcam_litert(model, "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
+    operators = litert.operator_counts(root / "gradcam.tflite")
+    assert not any("GRAD" in name or "BACKPROP" in name or name in ("CUSTOM", "FLEX") for name in operators)
+    images = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    expected_p, expected = GradCam(model, "stage2_pepx4_out", "severity")(images)
+    got_p, got = litert.GradCamRunner(root / "gradcam.tflite")(images)
+    np.testing.assert_allclose(got_p, expected_p, atol=1e-5)
+    peaks = expected.max(axis=(1, 2))
+    assert (peaks > 0).all()
+    assert (np.abs(got - expected).max(axis=(1, 2)) <= 0.02 * peaks).all()
+
+
 def test_export_paths_default_by_model():
     paths = export.Paths.for_model("resnet50")
     assert paths.tflite == Path("models/resnet50/export/model.tflite")
     assert paths.saved_model == Path("models/resnet50/export/saved_model")
+    assert paths.gradcam == Path("models/resnet50/export/gradcam.tflite")
     assert paths.metrics == Path("metrics/export/resnet50.json")

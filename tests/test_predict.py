@@ -175,12 +175,6 @@ def test_heatmaps_of_inputs_with_one_name_are_both_kept(setup, capsys, files, tm
     assert code == 0 and names == ["explicit-2.gradcam.png", "explicit.gradcam.png"]
 
 
-def test_heatmap_with_litert_is_refused_with_the_reason(setup, capsys, files, tmp_path):
-    with pytest.raises(SystemExit) as stop:
-        run(setup, capsys, str(files["explicit"]), "--backend", "litert", "--heatmap", str(tmp_path))
-    assert stop.value.code == 2 and "gradients" in capsys.readouterr().err
-
-
 def test_console_script_is_declared():
     scripts = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["covidnet-predict"] == "stages.predict:cli"
@@ -238,10 +232,11 @@ def test_predict_reproduces_evaluate_on_the_raw_test_dicoms():
 
 @pytest.fixture(scope="module")
 def tflite(setup, tmp_path_factory) -> Path:
-    from stages.export import write_exports
+    from stages.export import write_exports, write_gradcam_litert
 
     root = tmp_path_factory.mktemp("exported")
     write_exports(setup[1], root / "saved_model", root / "model.tflite")
+    write_gradcam_litert(setup[1], "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
     return root / "model.tflite"
 
 
@@ -250,8 +245,11 @@ def test_litert_backend_gives_the_keras_result_and_names_broken_files(setup, cap
     paths = [str(files["explicit"]), str(files["truncated"]), str(files["png"])]
     _, out, _ = run(setup, capsys, *paths, "--json")
     expected = [r["probability_level2"] for r in json.loads(out)["results"]]
-    code, out, err = run(setup, capsys, *paths, "--json", "--backend", "litert", "--tflite", str(tflite))
+    code, out, err = run(setup, capsys, *paths, "--json", "--backend", "litert", "--tflite", str(tflite),
+                         "--heatmap", str(tmp_path / "maps"), "--gradcam-tflite", str(tflite.with_name("gradcam.tflite")))
     payload = json.loads(out)
+    with Image.open(payload["results"][0]["heatmap"]) as heatmap:
+        assert "central differences, LiteRT" in heatmap.text["Description"]
     got = [r["probability_level2"] for r in payload["results"]]
     assert code == 1 and payload["backend"] == "litert" and got[1] is None and expected[1] is None
     assert payload["results"][1]["error"].startswith(str(files["truncated"]))
@@ -266,7 +264,8 @@ def test_real_full_size_cr_with_litert_in_a_process_without_tensorflow(setup, tf
     truncated.write_bytes(paths[0].read_bytes()[:100_000])
     script = ("import json, sys; from stages import predict; "
               f"code = predict.main({[str(paths[0]), str(truncated), str(paths[1])]!r} + ['--json', '--backend', 'litert', "
-              f"'--tflite', '{tflite}', '--params', '{root / 'params.yaml'}', '--training-metrics', '{root / 'ricord.json'}']); "
+              f"'--tflite', '{tflite}', '--params', '{root / 'params.yaml'}', '--training-metrics', '{root / 'ricord.json'}', "
+              f"'--heatmap', '{tmp_path / 'maps'}', '--gradcam-tflite', '{tflite.with_name('gradcam.tflite')}']); "
               "print(json.dumps({'code': code, 'tf': 'tensorflow' in sys.modules}))")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
@@ -275,6 +274,7 @@ def test_real_full_size_cr_with_litert_in_a_process_without_tensorflow(setup, tf
     results = payload["results"]
     assert results[1]["error"].startswith(str(truncated)) and f"{truncated}" in done.stderr
     assert results[0]["level"] in ("Level 1", "Level 2") and results[0]["probability_level2"] == results[2]["probability_level2"]
+    assert Path(results[0]["heatmap"]).is_file() and Path(results[2]["heatmap"]).is_file()
 
 
 def test_litert_backend_never_imports_tensorflow(tmp_path):
