@@ -31,10 +31,10 @@ from stages import schema
 from stages.common.io import write_bytes, write_csv
 from stages.common.progress import progress
 from stages.common.params import load_params
-from stages.dicomio.read import (DICOM_SUFFIXES, UnreadableImage, read_any, read_dicom,
-                                 read_dicom_header, read_raster)
+from stages.dicomio.read import DICOM_SUFFIXES, UnreadableImage, read_dicom_header, read_raster
 from stages.imaging.hashing import perceptual_hash, pixel_sha256
-from stages.imaging.preprocess import SQUARE_MODES, crop_box, preprocess
+from stages.imaging.preprocess import crop_box
+from stages.model_input import Preprocessing, prepare
 from stages.sources import SOURCES
 from stages.sources.covidnet_files import image_order_in_study, read_crop_boxes, ricord_image_id
 from stages.sources.covidx import read_covidx_list, read_not_acquired
@@ -65,10 +65,10 @@ def severity_hashes(display: np.ndarray, box: tuple[int, int, int, int] | None) 
 
 
 def _decode_dicom(task: tuple) -> tuple[bytes | None, dict | None, str | None]:
-    path, (size, crop, square), box = task
+    path, settings, box = task
     try:
-        display, _ = read_dicom(path)
-        return encode_png(preprocess(display, size, crop, box, square)), severity_hashes(display, box), None
+        display, pixels = prepare(path, settings, box)
+        return encode_png(pixels), severity_hashes(display, box), None
     except UnreadableImage as err:
         return None, None, str(err)
     except ValueError as err:  # a crop box outside the image
@@ -76,10 +76,10 @@ def _decode_dicom(task: tuple) -> tuple[bytes | None, dict | None, str | None]:
 
 
 def _decode_raster(task: tuple[Path, tuple]) -> tuple[bytes | None, dict | None, str | None]:
-    path, (size, crop, square) = task
+    path, settings = task
     try:
-        display = read_raster(path)
-        return encode_png(preprocess(display, size, crop, None, square)), {
+        display, pixels = prepare(path, settings, read=read_raster)
+        return encode_png(pixels), {
             "rows": display.shape[0], "columns": display.shape[1], **content_hashes(display)}, None
     except UnreadableImage as err:
         return None, None, str(err)
@@ -121,7 +121,7 @@ def read_crop_boxes_if_any(raw: Path) -> dict[str, tuple[int, int, int, int]]:
     return {row.image_id: (row.xmin, row.ymin, row.xmax, row.ymax) for row in boxes.itertuples()}
 
 
-def ingest_severity(raw: Path, images: Path, prep: tuple, workers: int, source: str,
+def ingest_severity(raw: Path, images: Path, prep: Preprocessing, workers: int, source: str,
                     views: tuple[str, ...] = schema.VIEWS) -> tuple[pd.DataFrame, list[dict], int]:
     files = sorted(p for p in (raw / schema.RICORD_IMAGES_DIR).rglob("*")
                    if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
@@ -160,7 +160,7 @@ def ingest_severity(raw: Path, images: Path, prep: tuple, workers: int, source: 
     return table[schema.SEVERITY_IMAGE_COLUMNS], rejects, len(files)
 
 
-def ingest_pretrain(raw: Path, images: Path, prep: tuple, workers: int,
+def ingest_pretrain(raw: Path, images: Path, prep: Preprocessing, workers: int,
                     source: str) -> tuple[pd.DataFrame, list[dict], int]:
     listed = []
     for list_name, rel in schema.COVIDX_LISTS.items():
@@ -207,12 +207,12 @@ def _check_rejects(rejects: list[dict], total: int, cohort: str, max_fraction: f
         )
 
 
-def preprocessing(ingest: dict) -> tuple[int, float, str]:
-    """(image_size, crop_top_fraction, square) of the ``ingest`` section: preprocess's arguments."""
-    square = str(ingest.get("square", "center_crop"))
-    if square not in SQUARE_MODES:
-        raise SystemExit(f"ingest: ingest.square must be one of {list(SQUARE_MODES)}, got {square!r}")
-    return int(ingest["image_size"]), float(ingest["crop_top_fraction"]), square
+def preprocessing(ingest: dict) -> Preprocessing:
+    """The ``ingest`` section's preprocessing settings (shared with ``predict``: stages.model_input)."""
+    try:
+        return Preprocessing.from_params(ingest)
+    except SystemExit as err:
+        raise SystemExit(f"ingest: {err}") from None
 
 
 def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None = None) -> dict:
@@ -241,9 +241,7 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
 
 def ingest_one(path: Path, out: Path, params: dict, box: tuple[int, int, int, int] | None = None) -> None:
     """Preprocess one radiograph exactly as the pipeline does (``box``: COVID-Net's crop box)."""
-    display = read_any(path)
-    size, crop, square = preprocessing(params["ingest"])
-    pixels = preprocess(display, size, crop, box, square)
+    _, pixels = prepare(path, preprocessing(params["ingest"]), box)
     write_bytes(out, encode_png(pixels))
 
 

@@ -192,11 +192,14 @@ def test_crop_box_from_reference_file_is_applied_first(raw, tmp_path):
         f"{target.image_id}.png {' '.join(map(str, box))}\nsome-other-image.png\n")
     boxed = ingest.run(copy, tmp_path / "b/images", tmp_path / "b/tables", PARAMS, workers=1)
     assert boxed == plain
-    display, _ = ingest.read_dicom(copy / target.raw_path)
+    from stages.dicomio.read import read_dicom
+    from stages.imaging.preprocess import preprocess
+
+    display, _ = read_dicom(copy / target.raw_path)
     # The box cut by hand (x: columns 5..columns/2, y: rows 7..rows/2), then the rest of the
     # preprocessing without a box: the oracle does not use crop_box.
     by_hand = display[7:int(target["rows"]) // 2, 5:int(target["columns"]) // 2]
-    expected = ingest.preprocess(by_hand, 32, 0.08, None)
+    expected = preprocess(by_hand, 32, 0.08, None)
     got = np.asarray(Image.open(tmp_path / "b/images" / target.image_path))
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "a/images" / target.image_path)))
@@ -247,6 +250,7 @@ def test_phantom_crop_boxes_name_the_images_ingest_numbers(tmp_path):
     """The phantom's ricord_data_set.txt is keyed by COVID-Net image ids; ingest must give each box
     to the file the phantom planned it for (a truncated file with a readable header is numbered too),
     and hash each image whole, in its box and mirrored."""
+    from stages.dicomio.read import read_dicom
     from stages.imaging.hashing import perceptual_hash
     from stages.imaging.preprocess import crop_box
     from stages.sources.covidnet_files import read_crop_boxes
@@ -266,7 +270,7 @@ def test_phantom_crop_boxes_name_the_images_ingest_numbers(tmp_path):
     for row in severity.itertuples():
         box = planned[row.raw_path]
         assert written.get(row.image_id) == box
-        display, _ = ingest.read_dicom(raw / row.raw_path)
+        display, _ = read_dicom(raw / row.raw_path)
         assert row.phash_cropped == perceptual_hash(crop_box(display, box) if box else display)
         assert row.phash_mirrored == perceptual_hash(display[:, ::-1])
         assert (row.phash_cropped != row.phash) == (box is not None)

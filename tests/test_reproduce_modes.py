@@ -82,3 +82,26 @@ def test_committed_comparisons_are_what_the_predictions_give_and_an_edit_is_caug
     assert reproduce.comparisons_consistency(tmp_path) == [
         f"metrics/comparisons.json [differences.resnet50.accuracy.high]: committed "
         f"{data['differences']['resnet50']['accuracy']['high']}, reproduced {original}"]
+
+
+@pytest.mark.slow  # three models' bootstraps, twice: about 15 s here
+def test_committed_explain_scores_are_what_the_per_image_table_gives_and_an_edit_is_caught(tmp_path):
+    if not (REPO / "metrics/explain").is_dir():
+        pytest.skip("no committed explain metrics")
+    shutil.copytree(REPO / "metrics", tmp_path / "metrics")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    assert reproduce.explain_consistency(tmp_path) == []
+    path = tmp_path / "metrics/explain/covidnet_cxr_s/explain.json"
+    data = json.loads(path.read_text())
+    original = data["localisation"]["all"]["mass_inside"]["gradcam"]["mean"]
+    data["localisation"]["all"]["mass_inside"]["gradcam"]["mean"] = 0.9
+    path.write_text(json.dumps(data))
+    assert reproduce.explain_consistency(tmp_path) == [
+        f"metrics/explain/covidnet_cxr_s/explain.json localisation [all.mass_inside.gradcam.mean]: "
+        f"committed 0.9, reproduced {original}"]
+
+
+def test_explain_and_export_metrics_are_held_to_the_training_tolerance():
+    assert reproduce._model_output("metrics/explain/resnet50/explain.json")
+    assert reproduce._model_output("metrics/export/resnet50.json")
+    assert not reproduce._model_output("metrics/cohort.json")

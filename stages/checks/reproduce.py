@@ -237,10 +237,32 @@ def compare_within(label: str, committed: dict, reproduced: dict, tolerances: di
     return problems
 
 
+# Per-model outputs of the stages after training (explain@M, export@M): they move with the weights.
+TRAINED_MODEL_OUTPUTS = ("metrics/models/", "metrics/explain/", "metrics/export/")
+
+
 def _model_output(name: str) -> bool:
-    """Outputs that depend on training: under ``metrics/models/``, the paired comparison of the
+    """Outputs that depend on training: the per-model metrics, the paired comparison of the
     models' predictions, and the reports made from them."""
-    return name.startswith("metrics/models/") or name == COMPARISONS or name.startswith("reports/")
+    return name.startswith(TRAINED_MODEL_OUTPUTS) or name == COMPARISONS or name.startswith("reports/")
+
+
+def explain_consistency(root: Path) -> list[str]:
+    """Each ``metrics/explain/<model>/explain.json`` localisation summary against the one recomputed
+    from the committed per-image table beside it (same bootstrap seed and settings, same bits)."""
+    from stages.common.params import load_params
+    from stages.explain import localisation
+
+    problems = []
+    for path in sorted((root / "metrics/explain").glob("*/explain.json")):
+        committed = json.loads(path.read_text())
+        if committed.get("localisation") is None:
+            continue
+        table = pd.read_csv(path.with_name("explain_images.csv"), dtype={"image_id": str, "patient_id": str})
+        recomputed = json.loads(json.dumps(localisation(table, load_params(root / "params.yaml"))))
+        problems += compare_values(path.relative_to(root).as_posix() + " localisation", committed["localisation"],
+                                   recomputed)
+    return problems
 
 
 def comparisons_consistency(root: Path) -> list[str]:
@@ -301,7 +323,8 @@ def compare_tree(committed: Path, reproduced: Path, files: list[str], check_mode
     reproduced_lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
     outputs = committed_outputs(lock, files)
     problems = (consistency(committed / "metrics") + consistency(reproduced / "metrics")
-                + comparisons_consistency(committed) + comparisons_consistency(reproduced))
+                + comparisons_consistency(committed) + comparisons_consistency(reproduced)
+                + explain_consistency(committed) + explain_consistency(reproduced))
     if check_mode == "tolerance":
         problems += compare_lock_structure(lock, reproduced_lock)
         for name in outputs:

@@ -46,6 +46,10 @@ class ModelSpec:
     paper_label: str | None = None
     # A short ``label`` for figure titles and legends, where the full one does not fit.
     short_label: str | None = None
+    # The feature map Grad-CAM explains (stages.explanation.gradcam; ours): the last one at stride 8
+    # (4 x 4 at the embedded 32 px input, 60 x 60 at 480 px). The final stride-32 maps are 1 x 1 at
+    # 32 px and cannot localise anything.
+    gradcam_layer: str | None = None
 
 
 def _covidnet_cxr_s(**kwargs) -> "keras.Model":
@@ -67,10 +71,12 @@ def _resnet50(**kwargs) -> "keras.Model":
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     # The architecture of the paper's CheXNet baseline, randomly initialised and trained here: not CheXNet.
     ModelSpec("densenet121", "DenseNet-121 (CheXNet architecture, trained here)", _densenet121,
-              paper_parameter_basis="with_imagenet_top", paper_label="CheXNet", short_label="DenseNet-121"),
-    ModelSpec("resnet50", "ResNet-50", _resnet50, paper_parameter_basis="backbone"),
+              paper_parameter_basis="with_imagenet_top", paper_label="CheXNet", short_label="DenseNet-121",
+              gradcam_layer="pool3_relu"),  # the third dense block's output after its transition's BN + ReLU
+    ModelSpec("resnet50", "ResNet-50", _resnet50, paper_parameter_basis="backbone",
+              gradcam_layer="conv3_block4_out"),  # the conv3 stage's output
     ModelSpec("covidnet_cxr_s", "COVID-Net CXR-S", _covidnet_cxr_s, width_scalable=True,
-              paper_parameter_basis="total"),
+              paper_parameter_basis="total", gradcam_layer="stage2_pepx4_out"),  # the second PEPX stage's output
 )}
 
 

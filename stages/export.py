@@ -1,0 +1,176 @@
+"""Stage ``export``: each fine-tuned model as a TensorFlow SavedModel and a LiteRT ``.tflite`` file.
+
+Run once per model (``export@<model>``). The Keras model (``finetune@<model>``'s weights) is
+exported with ``keras.Model.export`` (a SavedModel with a ``serve`` endpoint: float32 images in
+[0, 255], (N, size, size, 3) -> (N, 2) probabilities), and that SavedModel is converted to LiteRT's
+flatbuffer with TensorFlow's converter, which folds every inference batch norm that follows a
+convolution into the convolution's weights and bias (the file's operator counts are recorded: a
+batch norm left unfolded would stay a MUL and an ADD). ``predict --backend litert`` runs the
+.tflite through ``ai-edge-litert`` without TensorFlow. A second LiteRT file, ``gradcam.tflite``,
+gives the Grad-CAM map with the gradients estimated by central differences (LiteRT computes no
+gradients: :func:`stages.explanation.gradcam.gradient_free_gradcam`); its maps are compared with
+the tape's on the test images.
+
+Parity is checked on every test image (as ``evaluate`` feeds them): the largest |difference| in
+P(Level 2) between the Keras model and the SavedModel (goal <= 1e-4), and between the Keras model
+and the LiteRT file run by the ``ai-edge-litert`` interpreter (goal <= 1e-3, float32). File sizes go
+beside them in ``metrics/export/<model>.json``. Timings are machine- and load-dependent, so they
+are measured by ``benchmarks/export_latency.py`` and ``benchmarks/inference.py``, not here (a
+stage's outputs must not change between runs).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages import litert
+from stages.common.cli import model_stage_arguments
+from stages.common.io import read_table, write_bytes, write_json
+from stages.tasks import SEVERITY, level_targets
+
+# Largest |difference| in P(Level 2) from the Keras model accepted on the test images (issue 18).
+PARITY_GOALS = {"saved_model": 1e-4, "litert": 1e-3}
+
+
+@dataclass(frozen=True)
+class Paths:
+    tables: Path
+    images: Path
+    weights: Path
+    saved_model: Path
+    tflite: Path
+    gradcam: Path  # LiteRT file: probabilities and the Grad-CAM map of one image
+    metrics: Path
+
+    @classmethod
+    def for_model(cls, model: str, tables: Path | None = None, images: Path | None = None,
+                  weights: Path | None = None, saved_model: Path | None = None, tflite: Path | None = None,
+                  gradcam: Path | None = None, metrics: Path | None = None) -> "Paths":
+        return cls(tables or Path("data/tables"), images or Path("data/images"),
+                   weights or Path("models", model, "finetune.weights.h5"),
+                   saved_model or Path("models", model, "export", "saved_model"),
+                   tflite or Path("models", model, "export", "model.tflite"),
+                   gradcam or Path("models", model, "export", "gradcam.tflite"),
+                   metrics or Path("metrics", "export", f"{model}.json"))
+
+
+def directory_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def export_saved_model(model, target: Path) -> None:
+    """``model.export`` into a sibling temporary folder, then swapped in whole (never half-written)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.export(str(staging / "model"), format="tf_saved_model", verbose=False)
+        if target.exists():
+            shutil.rmtree(target)
+        (staging / "model").rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_exports(model, saved_model: Path, tflite: Path) -> None:
+    """The SavedModel, then the LiteRT file converted from it (batch norms folded by the converter)."""
+    import tensorflow as tf
+
+    export_saved_model(model, saved_model)
+    write_bytes(tflite, tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert())
+
+
+def write_gradcam_litert(model, layer: str, head: str, input_size: int, path: Path) -> None:
+    """A LiteRT file giving the probabilities and the Grad-CAM map of one image, without gradients
+    (:func:`stages.explanation.gradcam.gradient_free_gradcam`)."""
+    import tensorflow as tf
+
+    from stages.explanation.gradcam import gradient_free_gradcam
+
+    function = gradient_free_gradcam(model, layer, head, input_size)
+    write_bytes(path, tf.lite.TFLiteConverter.from_concrete_functions([function]).convert())
+
+
+def run(params: dict, model_name: str, paths: Paths) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from stages.explanation.gradcam import GradCam
+    from stages.models import load_model, model_params, spec
+    from stages.training.data import evaluation_dataset
+    from stages.training.fit import predict_proba
+    from stages.training.setup import make_deterministic
+
+    make_deterministic(int(params["train"]["seed"]))
+    split = read_table(paths.tables / "split.csv")
+    test = split[split.split == "test"].reset_index(drop=True)
+    if test.empty:
+        raise SystemExit("export: the test split is empty")
+    architecture = model_params(params, model_name)
+    size = int(architecture["input_size"])
+    model = load_model(architecture, len(SEVERITY.class_names), SEVERITY.head, paths.weights)
+    dataset = evaluation_dataset(paths.images, list(test.image_path), level_targets(test.airspace_level),
+                                 int(params["finetune"]["batch_size"]), image_size=size)
+    images = np.concatenate([batch.numpy() for batch, _ in dataset])
+    keras_level2 = predict_proba(model, dataset)[:, 1]
+
+    write_exports(model, paths.saved_model, paths.tflite)
+    layer = spec(model_name).gradcam_layer
+    write_gradcam_litert(model, layer, SEVERITY.head, size, paths.gradcam)
+
+    saved = tf.saved_model.load(str(paths.saved_model))
+    saved_level2 = np.concatenate([saved.serve(tf.constant(images[i:i + 64])).numpy()[:, 1]
+                                   for i in range(0, len(images), 64)]).astype(np.float64)
+    litert_level2 = litert.Runner(paths.tflite)(images)[:, 1]
+    parity = {}
+    for name, level2 in (("saved_model", saved_level2), ("litert", litert_level2)):
+        difference = float(np.max(np.abs(level2 - keras_level2)))
+        parity[name] = {"max_abs_difference_probability_level2": difference, "goal": PARITY_GOALS[name],
+                        "goal_met": difference <= PARITY_GOALS[name]}
+    # The LiteRT Grad-CAM (central differences) against the tape's, relative to each map's maximum.
+    _, tape_cams = GradCam(model, layer, SEVERITY.head)(images)
+    _, litert_cams = litert.GradCamRunner(paths.gradcam)(images)
+    peaks = tape_cams.max(axis=(1, 2))
+    shown = peaks > 0
+    gradcam = {
+        "max_abs_difference_relative_to_map_maximum": float(np.max(
+            np.abs(litert_cams - tape_cams)[shown].max(axis=(1, 2)) / peaks[shown])) if shown.any() else None,
+        "maps_compared": int(shown.sum()), "empty_tape_maps": int((~shown).sum()),
+        "empty_maps_agree": bool(np.all(litert_cams[~shown] <= 1e-6 * max(float(peaks.max()), 1e-12)))}
+    operators = litert.operator_counts(paths.tflite)
+    batch_norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    metrics = {
+        "data_source": params["data"]["source"], "model": model_name, "input_size": size,
+        "test_images": len(test), "parity": parity, "litert_gradcam": gradcam,
+        # The .tflite comes out byte-identical run to run; the SavedModel does not (TensorFlow names its
+        # traced functions with a process counter), so its size is given to 0.1 MB.
+        "bytes": {"keras_weights": paths.weights.stat().st_size, "tflite": paths.tflite.stat().st_size},
+        "saved_model_megabytes": round(directory_bytes(paths.saved_model) / 1e6, 1),
+        "keras_batch_norm_layers": batch_norms,
+        # Each batch norm left unfolded would be a MUL (and an ADD); the input rescaling is one MUL.
+        "tflite_operators": operators,
+        "tflite_float": "float32, no quantisation",
+        "litert_interpreter": "ai-edge-litert, one image per invocation, 1 thread, XNNPACK delegate (default)",
+    }
+    write_json(paths.metrics, metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    model, params, paths = model_stage_arguments(__doc__, Paths, argv)
+    metrics = run(params, model, paths)
+    parity = ", ".join(f"{name} max |dP(Level 2)| {values['max_abs_difference_probability_level2']:.2e} "
+                       f"({'within' if values['goal_met'] else 'ABOVE'} {values['goal']:g})"
+                       for name, values in metrics["parity"].items())
+    gradcam = metrics["litert_gradcam"]["max_abs_difference_relative_to_map_maximum"]
+    parity += "; LiteRT Grad-CAM " + ("(every map empty)" if gradcam is None else f"within {gradcam:.2%} of the tape's")
+    print(f"export: {model}: {parity}; .tflite {metrics['bytes']['tflite'] / 1e6:.1f} MB, "
+          f"{metrics['tflite_operators'].get('MUL', 0)} MUL for {metrics['keras_batch_norm_layers']} batch norms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Stage ``export``: SavedModel and LiteRT files that compute what the Keras model computes, batch
+norms folded, and the LiteRT file usable without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import export, litert
+from stages.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def random_weights(model, seed: int = 0):
+    """Non-trivial weights everywhere (a fresh CXR-S zeroes each PEPX extension's batch-norm scale)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([np.abs(rng.normal(1.0, 0.3, w.shape)).astype("float32") if "variance" in v.path
+                       else rng.normal(0, 0.3, w.shape).astype("float32")
+                       for w, v in zip(model.get_weights(), model.weights)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import keras
+
+    root = tmp_path_factory.mktemp("export")
+    model = random_weights(build_model({"name": "covidnet_cxr_s", "input_size": 32, "width": 0.125,
+                                        "dense_units": 8}, 2, "severity"))
+    export.write_exports(model, root / "saved_model", root / "model.tflite")
+    batch_norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    return root, model, batch_norms
+
+
+@pytest.mark.slow
+def test_exports_match_the_keras_model_and_fold_every_batch_norm(exported):
+    import tensorflow as tf
+
+    root, model, batch_norms = exported
+    images = np.random.default_rng(1).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    expected = model.predict(images, verbose=0)[:, 1]
+    loaded = tf.saved_model.load(str(root / "saved_model"))  # keep it: serve() needs its variables alive
+    saved = loaded.serve(tf.constant(images)).numpy()[:, 1]
+    assert np.max(np.abs(saved - expected)) <= export.PARITY_GOALS["saved_model"]
+    assert np.max(np.abs(litert.Runner(root / "model.tflite")(images)[:, 1] - expected)) <= export.PARITY_GOALS["litert"]
+    operators = litert.operator_counts(root / "model.tflite")
+    # Every CXR-S batch norm follows a convolution: one convolution per batch norm, and the only MUL
+    # left is the input rescaling (x / 127.5 - 1). An unfolded batch norm would add a MUL.
+    assert operators["CONV_2D"] + operators["DEPTHWISE_CONV_2D"] == batch_norms
+    assert operators["MUL"] == 1
+
+
+@pytest.mark.slow
+def test_litert_file_runs_in_a_process_without_tensorflow(exported, tmp_path):
+    root, model, _ = exported
+    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    script = ("import json, sys, numpy as np; from stages import litert; "
+              f"p = litert.Runner(__import__('pathlib').Path('{root / 'model.tflite'}'))(np.load('{tmp_path / 'images.npy'}')); "
+              "print(json.dumps({'p': p[:, 1].tolist(), 'tf': 'tensorflow' in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tf"] is False
+    np.testing.assert_allclose(result["p"], model.predict(images, verbose=0)[:, 1], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_litert_gradcam_matches_the_tape_without_gradient_operators(exported):
+    """Oracle: Grad-CAM by tf.GradientTape on the Keras model. The LiteRT file estimates the channel
+    gradients by central differences: maps within 2% of their maximum, same probabilities."""
+    from stages.explanation.gradcam import GradCam
+
+    root, model, _ = exported
+    export.write_gradcam_litert(model, "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
+    operators = litert.operator_counts(root / "gradcam.tflite")
+    assert not any("GRAD" in name or "BACKPROP" in name or name in ("CUSTOM", "FLEX") for name in operators)
+    images = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    expected_p, expected = GradCam(model, "stage2_pepx4_out", "severity")(images)
+    got_p, got = litert.GradCamRunner(root / "gradcam.tflite")(images)
+    np.testing.assert_allclose(got_p, expected_p, atol=1e-5)
+    peaks = expected.max(axis=(1, 2))
+    assert (peaks > 0).all()
+    assert (np.abs(got - expected).max(axis=(1, 2)) <= 0.02 * peaks).all()
+
+
+def test_export_paths_default_by_model():
+    paths = export.Paths.for_model("resnet50")
+    assert paths.tflite == Path("models/resnet50/export/model.tflite")
+    assert paths.saved_model == Path("models/resnet50/export/saved_model")
+    assert paths.gradcam == Path("models/resnet50/export/gradcam.tflite")
+    assert paths.metrics == Path("metrics/export/resnet50.json")
