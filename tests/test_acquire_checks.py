@@ -48,8 +48,9 @@ def test_a_local_export_whose_sha256_differs_stops_acquire_naming_file_and_both_
     with pytest.raises(SystemExit) as stop:
         ricord.fetch_annotations(tmp_path / "downloads", tmp_path / "raw",
                                  {"annotations": str(local), "annotations_sha256": pinned})
-    assert str(stop.value) == (f"acquire: {local}: sha256 {actual} does not match "
-                               f"ricord.annotations_sha256 {pinned}")
+    pin_file = tmp_path / "downloads" / "annotations" / "export.json.pin.json"
+    assert str(stop.value) == (f"acquire: {local}: sha256 {actual} does not match the pin {pinned} "
+                               f"(ricord.annotations_sha256 or {pin_file})")
     assert not (tmp_path / "raw" / schema.RICORD_ANNOTATIONS).exists()
     with pytest.raises(SystemExit, match=r"acquire: ricord.annotations .*nowhere.json is not a file"):
         ricord.fetch_annotations(tmp_path / "downloads", tmp_path / "raw",
@@ -103,7 +104,7 @@ def test_missing_covidx_images_up_to_the_limit_are_listed(server, covidx, tmp_pa
                                   _params(server, covidx_dir=str(folder), covidx_max_missing_fraction=0.1))
     assert {k: summary[k] for k in ("images_found", "images_downloaded", "images_missing")} == {
         "images_found": 9, "images_downloaded": 0, "images_missing": 1}
-    assert (tmp_path / "raw" / schema.COVIDX_MISSING).read_text() == "train img0.png\n"
+    assert (tmp_path / "raw" / schema.COVIDX_MISSING).read_text() == "train img0.png not in ricord.covidx_dir under train/, val/, test/ or flat\n"
     assert sorted(p.name for p in (tmp_path / "raw" / schema.COVIDX_IMAGES_DIR).iterdir()) == sorted(
         [f"img{i}.png" for i in range(1, 8)] + ["test0.png", "test1.png"])
 
@@ -118,7 +119,8 @@ def test_more_missing_covidx_images_than_the_limit_stop_acquire(server, covidx, 
                               "ricord.covidx_max_missing_fraction=10.0%")
     assert str(tmp_path / "downloads" / "covidx" / "missing.txt") in message
     # The list of what is missing survives the failed run, in the downloads folder.
-    assert (tmp_path / "downloads" / "covidx" / "missing.txt").read_text() == "train img0.png\ntrain img1.png\n"
+    assert (tmp_path / "downloads" / "covidx" / "missing.txt").read_text() == (
+        "train img0.png not in ricord.covidx_dir under train/, val/, test/ or flat\ntrain img1.png not in ricord.covidx_dir under train/, val/, test/ or flat\n")
 
 
 def test_the_default_limit_allows_no_missing_image(server, covidx, tmp_path):

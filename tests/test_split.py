@@ -167,7 +167,10 @@ def test_split_counts_by_hand():
 def test_level_disagreements_by_hand():
     table = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "airspace_level": [1, 2, 2, 1]})
     labels = pd.DataFrame({"image_id": ["a", "b", "c"], "airspace_level": [2, 2, 2]})  # d ungraded by us
-    assert level_disagreements(table, labels) == {"images_graded_by_us": 3, "level_differs_from_our_grouping": 1}
+    # a differs (1 listed, 2 ours); d is listed but not graded; no reader grades, so the cause is unknown.
+    assert level_disagreements(table, labels) == {
+        "images_graded_by_us": 3, "listed_images_not_graded_by_us": 1, "level_differs_from_our_grouping": 1,
+        "level_differs_by_cause": {"tie": 0, "majority": 0, "unknown": 1}}
 
 
 def _reference_lists(rows):
