@@ -14,109 +14,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pydicom
 import pytest
 import yaml
 
 from stages import acquire, group, ingest, schema, split
 from stages.sources import covidnet_files as covidnet, idc
-from tests.conftest import write_dicom
-from tests.fake_nbia import FakeNBIA, serve_covidnet_files, serving
+from tests.ricord_idc_world import local_ricord_params, served_world
 
 moto_server = pytest.importorskip("moto.server", reason="moto (test extra) is not installed")
 boto3 = pytest.importorskip("boto3", reason="boto3 (with moto, test extra) is not installed")
 idc_index_data = pytest.importorskip("idc_index_data", reason="idc-index-data (test extra) is not installed")
 pytest.importorskip("pyarrow", reason="pyarrow (test extra) reads idc_index.parquet")
 
-LEVEL_LABEL = {1: schema.MILD, 2: schema.MODERATE}
 pytestmark = pytest.mark.slow  # ~10-15 s: 159 DICOMs through acquire, ingest, group and split
-
-
-def _study_key(patient_id: str, study_uid: str) -> tuple[str, str]:
-    return patient_id.removeprefix(covidnet.RICORD_PREFIX), study_uid[-5:]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, shared_covidnet):
-    shared, folder = shared_covidnet, shared_covidnet / "ricord-covidnet"
-    tmp = tmp_path_factory.mktemp("ricord_idc")
-    lists = {name: covidnet.read_severity_list(folder / f"{name}_COVIDxSev.txt") for name in ("train", "test")}
-    level_of_study = {}
-    for image_id, level in zip(pd.concat(lists.values()).image_id, pd.concat(lists.values()).airspace_level):
-        patient, study5, _ = image_id.removeprefix(covidnet.RICORD_PREFIX).rsplit("-", 2)
-        level_of_study[(patient, study5)] = level
-    test_studies = {tuple(i.removeprefix(covidnet.RICORD_PREFIX).rsplit("-", 2)[:2]) for i in lists["test"].image_id}
-    index, _ = idc.load_index()
-    keys = [_study_key(p, s) for p, s in zip(index.PatientID, index.StudyInstanceUID)]
-    # The test studies, and the listed studies that hold a lateral series (train list): there the
-    # lateral is numbered before the frontal image, so only COVID-Net's order finds the listed name.
-    lateral = index.SeriesDescription.fillna("").str.lower().str.startswith("lat")
-    lateral_studies = {k for k, is_lateral in zip(keys, lateral) if is_lateral and k in level_of_study}
-    index = index[[k in test_studies or k in lateral_studies for k in keys]].reset_index(drop=True)
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-              "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": ["arn:aws:s3:::{b}", "arn:aws:s3:::{b}/*"]}]}
-    rng = np.random.default_rng(0)
-    sizes = []
-    for bucket in sorted(set(index.aws_bucket)):
-        client.create_bucket(Bucket=bucket)
-        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy).replace("{b}", bucket))
-    for row in index.itertuples():
-        size = 0
-        for k in range(int(row.instanceCount)):
-            lateral = str(row.SeriesDescription).lower().startswith("lat")
-            path = write_dicom(tmp / "src" / f"{row.SeriesInstanceUID}-{k}.dcm", rng.integers(0, 4096, (64, 64)),
-                               view="LL" if lateral else "AP")
-            ds = pydicom.dcmread(path)
-            ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = row.PatientID, row.StudyInstanceUID, row.SeriesInstanceUID
-            ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[row.SeriesInstanceUID, str(k)])
-            ds.SeriesNumber, ds.InstanceNumber = row.SeriesNumber, k + 1
-            if isinstance(row.SeriesDescription, str):
-                ds.SeriesDescription = row.SeriesDescription
-            ds.save_as(path)
-            data = path.read_bytes()
-            client.put_object(Bucket=row.aws_bucket, Key=f"{row.crdc_series_uuid}/{k:04d}.dcm", Body=data)
-            size += len(data)
-        sizes.append(size / 1_000_000)
-    index = index.assign(series_size_MB=sizes)
-
-    fake = FakeNBIA()  # here only a static file server (GitHub raw, the MD.ai URL)
-    serve_covidnet_files(fake, shared)
-    studies = sorted(set(index.StudyInstanceUID))
-    labels = [{"id": f"L{n}", "name": name, "scope": "STUDY"} for n, name in enumerate(schema.AIRSPACE_LABELS)]
-    label_id = {label["name"]: label["id"] for label in labels}
-    patient_of = dict(zip(index.StudyInstanceUID, index.PatientID))
-    annotations = [{"id": f"A{n}-{reader}", "StudyInstanceUID": study, "createdById": reader,
-                    "labelId": label_id[LEVEL_LABEL[level_of_study[_study_key(patient_of[study], study)]]]}
-                   for n, study in enumerate(studies) for reader in ("R1", "R2")]
-    export = {"id": "P", "name": "fake", "labelGroups": [{"id": "G", "name": schema.AIRSPACE_GROUP, "labels": labels}],
-              "datasets": [{"id": "D", "name": "d", "annotations": annotations,
-                            "studies": [{"StudyInstanceUID": s, "number": i} for i, s in enumerate(studies)]}]}
-    fake.static["/mdai/export.json"] = json.dumps(export).encode()
-    with serving(fake):
-        yield {"fake": fake, "tmp": tmp, "index": index, "test_list": lists["test"], "lists": lists,
-               "lateral_studies": lateral_studies,
-               "bucket_url": f"http://{host}:{port}/{{bucket}}"}
-    server.stop()
+    with served_world(tmp_path_factory.mktemp("ricord_idc"), shared_covidnet) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def pipeline(world):
-    fake, tmp = world["fake"], world["tmp"]
+    tmp = world["tmp"]
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["data"]["source"] = "ricord"
-    params["ricord"].update({
-        "service": "idc", "idc_bucket_url": world["bucket_url"], "workers": 4, "retries": 1, "timeout_s": 10,
-        "annotations": f"{fake.root_url}/mdai/export.json", "annotations_bytes": None,
-        "covidnet_base_url": fake.root_url, "covidx_dir": None, "covidx_max_missing_fraction": 1.0,
-        "covidx_image_urls": {}})
+    params["ricord"].update({**local_ricord_params(world), "workers": 4})
     params["ingest"].update({"image_size": 32, "max_reject_fraction": 0.0})
     params["split"].update({"mode": "reference", "val_fraction": 0.2})
     params_file = tmp / "params.yaml"
