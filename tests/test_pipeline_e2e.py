@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["acquire", "ingest", "group", "split", "validate", "complexity", "paper_consistency", "pretrain", "finetune",
-          "evaluate", "compare", "report"]
-PER_MODEL = ["pretrain", "finetune", "evaluate"]
+          "evaluate", "explain", "export", "compare", "report"]
+PER_MODEL = ["pretrain", "finetune", "evaluate", "explain", "export"]
 DATA_STAGES = ["acquire", "ingest", "group", "split", "validate"]
 TARGET = "validate"  # the last data stage; the model stages run in test_reproduce.py
 
