@@ -29,6 +29,7 @@ from PIL import Image
 
 from stages import schema
 from stages.common.io import write_bytes, write_csv
+from stages.common.manifest import write_manifest
 from stages.common.progress import progress
 from stages.common.params import load_params
 from stages.dicomio.read import DICOM_SUFFIXES, UnreadableImage, read_dicom_header, read_raster
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
+    parser.add_argument("--manifest", type=Path, default=Path("data/manifests/images.csv"),
+                        help="path, bytes and sha256 of every image written to --images (the stages that "
+                             "read the images depend on it: stages.common.manifest)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
@@ -268,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ingest: wrote {args.out}")
         return
     summary = run(args.raw, args.images, args.tables, params, args.workers)
-    print(f"ingest: {summary}")
+    files = write_manifest(args.images, args.manifest)
+    print(f"ingest: {summary}; {len(files)} images listed in {args.manifest}")
 
 
 if __name__ == "__main__":
