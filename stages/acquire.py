@@ -8,8 +8,8 @@
 
 Either way the raw folder is built in a sibling temporary folder and swapped in whole, so an
 interrupted run never leaves a half-built raw folder that a later stage could mistake for data.
-Then its manifest (``--manifest``, :mod:`stages.common.manifest`) is written: the stages that read
-``data/raw`` depend on that file, not on the folder.
+Then its manifest (``data/manifests/raw.csv`` beside ``data/raw``: :mod:`stages.common.manifest`) is
+written: the stages that read ``data/raw`` depend on that file, not on the folder.
 """
 
 from __future__ import annotations
@@ -33,17 +33,15 @@ def acquire(out_dir: Path, params: dict, downloads: Path = Path("data/downloads"
 def main(argv: list[str] | None = None) -> None:
     args, params = stage_arguments(
         __doc__, argv, out=Path("data/raw"), downloads=Path("data/downloads"),
-        manifest=Path("data/manifests/raw.csv"),
-        helps={"downloads": "where verified downloads are kept between runs (real sources only)",
-               "manifest": "path, bytes and sha256 of every file written to --out"})
+        helps={"downloads": "where verified downloads are kept between runs (real sources only)"})
     from stages.sources.http import DownloadError
     try:
         summary = acquire(args.out, params, args.downloads)
     except DownloadError as error:
         raise SystemExit(f"acquire: {error}\nFinished downloads are kept in {args.downloads}; "
                          f"rerun to fetch only what is missing.") from None
-    files = write_manifest(args.out, args.manifest)
-    print(f"acquire: wrote {args.out} ({summary}); {len(files)} files listed in {args.manifest}")
+    listing, files = write_manifest(args.out)
+    print(f"acquire: wrote {args.out} ({summary}); {len(files)} files listed in {listing}")
 
 
 if __name__ == "__main__":

@@ -255,9 +255,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--images", type=Path, default=Path("data/images"))
     parser.add_argument("--tables", type=Path, default=Path("data/tables"))
-    parser.add_argument("--manifest", type=Path, default=Path("data/manifests/images.csv"),
-                        help="path, bytes and sha256 of every image written to --images (the stages that "
-                             "read the images depend on it: stages.common.manifest)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
@@ -272,8 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ingest: wrote {args.out}")
         return
     summary = run(args.raw, args.images, args.tables, params, args.workers)
-    files = write_manifest(args.images, args.manifest)
-    print(f"ingest: {summary}; {len(files)} images listed in {args.manifest}")
+    # The stages that read the images depend on this list of them (stages.common.manifest).
+    listing, files = write_manifest(args.images)
+    print(f"ingest: {summary}; {len(files)} images listed in {listing}")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from stages.common.manifest import MANIFEST_COLUMNS, manifest, write_manifest
+from stages.common.manifest import MANIFEST_COLUMNS, MANIFESTS, manifest, manifest_path, write_manifest
 
 # FIPS 180-2's examples (NIST): sha256("abc") and of the empty message.
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -35,19 +36,24 @@ def test_any_change_of_a_file_changes_the_written_manifest(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "one.png").write_bytes(b"\x00" * 100)
-    out = tmp_path / "manifests" / "images.csv"
-    write_manifest(folder, out)
+    out, _ = write_manifest(folder)
+    assert out == tmp_path / "manifests" / "images.csv"
     before = out.read_bytes()
     assert pd.read_csv(out).path.tolist() == ["one.png"]
     (folder / "one.png").write_bytes(b"\x00" * 99 + b"\x01")  # same size, one byte differs
-    write_manifest(folder, out)
+    write_manifest(folder)
     changed = out.read_bytes()
     assert changed != before
     (folder / "one.png").rename(folder / "two.png")
-    write_manifest(folder, out)
+    write_manifest(folder)
     assert out.read_bytes() not in (before, changed)
 
 
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere is not a folder"):
         manifest(tmp_path / "nowhere")
+
+
+def test_a_manifest_goes_beside_its_folder():
+    assert MANIFESTS == {"data/raw": "data/manifests/raw.csv", "data/images": "data/manifests/images.csv"}
+    assert manifest_path("/tmp/x/images") == Path("/tmp/x/manifests/images.csv")

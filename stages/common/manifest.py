@@ -22,8 +22,18 @@ import pandas as pd
 from stages.common.io import write_csv
 
 MANIFEST_COLUMNS = ["path", "bytes", "sha256"]
+
+
+def manifest_path(folder: str | Path) -> Path:
+    """Where the manifest of ``folder`` goes: ``manifests/<folder name>.csv`` beside it
+    (``data/raw`` -> ``data/manifests/raw.csv``), so a stage run on other folders (tests, a copy)
+    writes its manifest beside them, never into the repository's ``data/``."""
+    folder = Path(folder)
+    return folder.parent / "manifests" / f"{folder.name}.csv"
+
+
 # Folder -> its manifest, as dvc.yaml names them (stages.checks.deps holds dvc.yaml to this).
-MANIFESTS = {"data/raw": "data/manifests/raw.csv", "data/images": "data/manifests/images.csv"}
+MANIFESTS = {folder: manifest_path(folder).as_posix() for folder in ("data/raw", "data/images")}
 _CHUNK = 1 << 20
 
 
@@ -45,8 +55,9 @@ def manifest(folder: Path) -> pd.DataFrame:
                           "sha256": file_sha256(p)} for p in files], columns=MANIFEST_COLUMNS)
 
 
-def write_manifest(folder: Path, out: Path) -> pd.DataFrame:
-    """Write ``folder``'s manifest to ``out`` (CSV, atomically) and return it."""
+def write_manifest(folder: Path) -> tuple[Path, pd.DataFrame]:
+    """Write ``folder``'s manifest to :func:`manifest_path` (CSV, atomically); return where and what."""
     table = manifest(folder)
+    out = manifest_path(folder)
     write_csv(out, table, MANIFEST_COLUMNS)
-    return table
+    return out, table
