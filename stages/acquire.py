@@ -8,15 +8,17 @@
 
 Either way the raw folder is built in a sibling temporary folder and swapped in whole, so an
 interrupted run never leaves a half-built raw folder that a later stage could mistake for data.
+Then its manifest (``data/manifests/raw.csv`` beside ``data/raw``: :mod:`stages.common.manifest`) is
+written: the stages that read ``data/raw`` depend on that file, not on the folder.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from stages.common.cli import stage_arguments
+from stages.common.io import atomic_folder
+from stages.common.manifest import write_manifest
 from stages.sources import SOURCES
 
 
@@ -24,18 +26,8 @@ def acquire(out_dir: Path, params: dict, downloads: Path = Path("data/downloads"
     name = params["data"]["source"]
     if name not in SOURCES:
         raise SystemExit(f"acquire: unknown data.source {name!r}; the known sources are {', '.join(SOURCES)}")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        summary = SOURCES[name].build(staging, Path(downloads), params)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return summary
+    with atomic_folder(out_dir) as staging:
+        return SOURCES[name].build(staging, Path(downloads), params)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     except DownloadError as error:
         raise SystemExit(f"acquire: {error}\nFinished downloads are kept in {args.downloads}; "
                          f"rerun to fetch only what is missing.") from None
-    print(f"acquire: wrote {args.out} ({summary})")
+    listing, files = write_manifest(args.out)
+    print(f"acquire: wrote {args.out} ({summary}); {len(files)} files listed in {listing}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from PIL import Image
 
 from stages import schema
 from stages.common.io import write_bytes, write_csv
+from stages.common.manifest import write_manifest
 from stages.common.progress import progress
 from stages.common.params import load_params
 from stages.dicomio.read import DICOM_SUFFIXES, UnreadableImage, read_dicom_header, read_raster
@@ -268,7 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ingest: wrote {args.out}")
         return
     summary = run(args.raw, args.images, args.tables, params, args.workers)
-    print(f"ingest: {summary}")
+    # The stages that read the images depend on this list of them (stages.common.manifest).
+    listing, files = write_manifest(args.images)
+    print(f"ingest: {summary}; {len(files)} images listed in {listing}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from stages.checks.deps import closure, missing_deps
+from stages.checks.deps import closure, folder_dep_problems, missing_deps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,3 +75,27 @@ def test_dvc_lock_holds_only_stages_of_dvc_yaml():
                             yaml.safe_load((REPO / "params.yaml").read_text()))
     locked = set(yaml.safe_load((REPO / "dvc.lock").read_text())["stages"])
     assert locked == expected, f"stale in dvc.lock: {sorted(locked - expected)}; missing: {sorted(expected - locked)}"
+
+
+def test_stages_read_data_folders_through_their_manifests():
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert folder_dep_problems(dvc_yaml) == []
+
+
+def test_a_folder_dependency_and_a_missing_manifest_are_named():
+    manifests = {"data/images": "data/manifests/images.csv"}
+    dvc_yaml = {"stages": {
+        "ingest": {"cmd": "python -m stages.ingest --images data/images", "outs": ["data/images"]},
+        "train": {"foreach": ["a"], "do": {"cmd": "python -m stages.train --images data/images",
+                                            "deps": ["data/images"]}},
+        "report": {"cmd": "python -m stages.report --images data/images",
+                   "deps": ["data/manifests/images.csv"]},
+    }}
+    assert folder_dep_problems(dvc_yaml, manifests) == [
+        "ingest: writes data/images but not its manifest data/manifests/images.csv",
+        "train: depends on the folder data/images; depend on data/manifests/images.csv instead",
+        "train: reads data/images but does not depend on data/manifests/images.csv",
+    ]
+    dvc_yaml["stages"]["ingest"]["outs"].append({"data/manifests/images.csv": {"cache": True}})
+    dvc_yaml["stages"]["train"]["do"]["deps"] = ["data/manifests/images.csv"]
+    assert folder_dep_problems(dvc_yaml, manifests) == []

@@ -95,3 +95,15 @@ def test_export_paths_default_by_model():
     assert paths.saved_model == Path("models/resnet50/export/saved_model")
     assert paths.gradcam == Path("models/resnet50/export/gradcam.tflite")
     assert paths.metrics == Path("metrics/export/resnet50.json")
+
+
+def test_the_grad_cam_sample_spreads_from_the_first_to_the_last_test_image():
+    # By hand: 87 images, 4 wanted -> 0, 86 // 3 = 28, 2 * 86 // 3 = 57, 86.
+    assert export.evenly_spaced(87, 4).tolist() == [0, 28, 57, 86]
+    assert export.evenly_spaced(87, 16).tolist()[:3] == [0, 5, 11] and export.evenly_spaced(87, 16)[-1] == 86
+    assert len(set(export.evenly_spaced(87, 16).tolist())) == 16
+    assert export.evenly_spaced(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert export.evenly_spaced(5, 9).tolist() == [0, 1, 2, 3, 4]
+    assert export.evenly_spaced(5, 1).tolist() == [0]
+    with pytest.raises(SystemExit, match="gradcam_images must be at least 1"):
+        export.evenly_spaced(5, 0)

@@ -244,7 +244,47 @@ def test_paired_differences_rank_only_where_the_interval_excludes_zero(metrics, 
     assert "| ResNet-50 | +12.00 (+3.00 to +20.00) | +0.00 (-10.00 to +10.00) | +5.00 (-2.00 to +12.00) | " \
            "-0.010 (-0.050 to +0.040) |" in text
     assert ("On this test split the accuracy of COVID-Net CXR-S is higher than that of ResNet-50: the paired "
-            "interval excludes zero.") in text
+            "interval excludes zero (not checked over training seeds: no seed benchmark).") in text
     assert ("COVID-Net CXR-S is not ranked against DenseNet-121 (CheXNet architecture, trained here): the paired "
             "interval") in text
     assert "lower than that of DenseNet" not in text and "higher than that of DenseNet" not in text
+
+
+def _seed_accuracies(**per_model):
+    return {"seeds": [1, 2, 3], "models": {m: {"evaluate.json": {"accuracy": {
+        "sd": 0.01, "values": dict(zip(("1", "2", "3"), values))}}} for m, values in per_model.items()}}
+
+
+def test_a_ranking_must_hold_under_every_benchmarked_seed():
+    from stages.reporting.comparison import comparison_lines, seed_differences
+
+    per_level = {"Level 1": _difference(0.0, -0.1, 0.1), "Level 2": _difference(0.0, -0.1, 0.1)}
+    comparisons = {"reference": "covidnet_cxr_s", "level": 0.95, "patients": 9, "differences": {
+        "resnet50": {"accuracy": _difference(0.12, 0.03, 0.2), "sensitivity": per_level,
+                     "roc_auc": _difference(0.0, -0.1, 0.1)},
+        "densenet121": {"accuracy": _difference(-0.1, -0.2, -0.01), "sensitivity": per_level,
+                        "roc_auc": _difference(0.0, -0.1, 0.1)}}}
+    sizes = {"covidnet_cxr_s": 32, "densenet121": 32, "resnet50": 32}
+    # CXR-S above ResNet-50 under all three seeds; below DenseNet-121 under two, above it under one.
+    seeds = _seed_accuracies(covidnet_cxr_s=(0.90, 0.85, 0.95), resnet50=(0.80, 0.84, 0.70),
+                             densenet121=(0.92, 0.88, 0.93))
+    # By hand: 0.90-0.92, 0.85-0.88, 0.95-0.93 (floating point, so compared to 1e-12).
+    assert seed_differences(seeds, "covidnet_cxr_s", "densenet121") == pytest.approx([-0.02, -0.03, 0.02], abs=1e-12)
+    text = "\n".join(comparison_lines(sizes, comparisons, seeds))
+    assert ("the accuracy of COVID-Net CXR-S is higher than that of ResNet-50: the paired interval excludes zero, "
+            "and the difference had this sign under all 3 training seeds.") in text
+    assert ("COVID-Net CXR-S is not ranked against DenseNet-121 (CheXNet architecture, trained here): the paired "
+            "interval excludes zero on this split, but the accuracy difference changed sign over the 3 training "
+            "seeds (higher under 1, lower under 2, equal under 0).") in text
+    assert "lower than that of DenseNet" not in text
+    # A tie under one seed breaks the ranking too; without a benchmark the ranking says it was not checked.
+    seeds = _seed_accuracies(covidnet_cxr_s=(0.90, 0.85, 0.95), resnet50=(0.80, 0.85, 0.70),
+                             densenet121=(0.92, 0.88, 0.96))
+    text = "\n".join(comparison_lines(sizes, comparisons, seeds))
+    assert "not ranked against ResNet-50: the paired interval excludes zero on this split" in text
+    assert "(higher under 2, lower under 0, equal under 1)" in text
+    assert "lower than that of DenseNet-121 (CheXNet architecture, trained here): the paired interval excludes " \
+           "zero, and the difference had this sign under all 3 training seeds." in text
+    text = "\n".join(comparison_lines(sizes, comparisons, None))
+    assert "higher than that of ResNet-50: the paired interval excludes zero (not checked over training seeds: " \
+           "no seed benchmark)." in text

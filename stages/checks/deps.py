@@ -7,6 +7,11 @@ depend on. If ``dvc.yaml`` misses one of those files, an edit there leaves ``dvc
 while the outputs are stale. ::
 
     python -m stages.checks.deps      # lists every file a stage imports but does not declare
+
+It also checks the data side of the same promise for the folders that have a manifest
+(:data:`stages.common.manifest.MANIFESTS`): a stage whose command names such a folder depends on
+the folder's manifest, never on the folder (DVC would re-hash its files at every status), and the
+stage that writes the folder writes the manifest too.
 """
 
 from __future__ import annotations
@@ -116,6 +121,28 @@ def missing_deps(root: Path) -> dict[str, list[str]]:
     return missing
 
 
+def folder_dep_problems(dvc_yaml: dict, manifests: dict[str, str] | None = None) -> list[str]:
+    """What breaks the manifest rule (see the module) in ``dvc_yaml``, one line per problem."""
+    if manifests is None:
+        from stages.common.manifest import MANIFESTS as manifests
+    problems = []
+    for name, stage in dvc_yaml.get("stages", {}).items():
+        body = stage.get("do", stage)
+        words = body["cmd"].split()
+        deps = [str(d) for d in body.get("deps", [])]
+        outs = [str(next(iter(o))) if isinstance(o, dict) else str(o) for o in body.get("outs", [])]
+        for folder, listing in manifests.items():
+            if folder in outs:
+                if listing not in outs:
+                    problems.append(f"{name}: writes {folder} but not its manifest {listing}")
+                continue
+            if folder in deps:
+                problems.append(f"{name}: depends on the folder {folder}; depend on {listing} instead")
+            if folder in words and listing not in deps:
+                problems.append(f"{name}: reads {folder} but does not depend on {listing}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."))
@@ -123,9 +150,13 @@ def main(argv: list[str] | None = None) -> None:
     missing = missing_deps(args.root)
     for stage, files in missing.items():
         print(f"{stage}: dvc.yaml deps miss {', '.join(files)}", file=sys.stderr)
-    if missing:
-        raise SystemExit(f"deps: {len(missing)} stage(s) import code that dvc.yaml does not list")
-    print("deps: every stage lists every file of its import closure")
+    folders = folder_dep_problems(yaml.safe_load((args.root / "dvc.yaml").read_text()))
+    for line in folders:
+        print(line, file=sys.stderr)
+    if missing or folders:
+        raise SystemExit(f"deps: {len(missing)} stage(s) import code that dvc.yaml does not list; "
+                         f"{len(folders)} folder dependency problem(s)")
+    print("deps: every stage lists every file of its import closure, and data folders by their manifests")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -33,6 +35,32 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Build a folder in a temporary sibling (yielded), then swap it in for ``target`` whole.
+
+    When the block raises, the sibling is removed and ``target`` keeps its old content; otherwise
+    the old ``target`` is moved aside first and deleted after the swap, so at no point is a half-
+    built folder at ``target`` (a crash between the two renames leaves it absent, never partial).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        staging.chmod(0o777 & ~UMASK)  # mkdtemp makes it private; give the usual permissions
+        yield staging
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            target.replace(old / "content")
+            staging.replace(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.replace(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -70,7 +70,7 @@ def overlay(grey: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarra
 
 # Central-difference step for the LiteRT Grad-CAM, as a fraction of the feature map's mean |value|
 # (ours, not tuned): small enough that the margin is nearly linear, large enough above float32
-# rounding. On the fine-tuned models' 87 test images the worst map is 2-8.5% (of its maximum) off
+# rounding. On all 87 of the fine-tuned models' test images the worst map was 2-8.5% (of its maximum) off
 # the tape's (metrics/export/<model>.json, litert_gradcam): ReLUs that switch within the step.
 DIFFERENCE_STEP = 1e-2
 

@@ -1,7 +1,9 @@
 """What Table 3 may be read as: like for like or not, and the paired differences that may rank.
 
 A ranking word appears only where the paired interval (stage ``compare``) of the accuracy
-difference excludes zero; the seed spread of ``metrics/bench_seeds.json`` is shown beside it.
+difference excludes zero *and*, when ``metrics/bench_seeds.json`` is there, the difference has the
+same sign under every benchmarked training seed (issue 15: a ranking the report implies must hold
+across seeds). The seed spread is shown beside it.
 """
 
 from __future__ import annotations
@@ -45,19 +47,32 @@ def comparison_lines(input_sizes: dict[str, int], comparisons: dict | None = Non
               "percentage points:", "",
               "| minus | accuracy | sensitivity Level 1 | sensitivity Level 2 | ROC AUC (Level 2) |",
               "| --- | --- | --- | --- | --- |"]
-    ranked, unranked = [], []
+    ranked, unranked, seed_unranked = [], [], []
     for model in zoo.ordered(comparisons["differences"]):
         values = comparisons["differences"][model]
         lines.append(f"| {zoo.label(model)} | {_difference_ci(values['accuracy'])} | "
                      + " | ".join(_difference_ci(values["sensitivity"][level]) for level in LEVELS)
                      + f" | {_difference_ci(values['roc_auc'], points=False)} |")
-        (ranked if _excludes_zero(values["accuracy"]) else unranked).append(model)
+        if not _excludes_zero(values["accuracy"]):
+            unranked.append(model)
+        elif _sign_holds(seed_differences(seeds, reference, model), values["accuracy"]["difference"]) is False:
+            seed_unranked.append(model)
+        else:
+            ranked.append(model)
     lines.append("")
     sentences = []
     for model in ranked:
         direction = "higher" if comparisons["differences"][model]["accuracy"]["difference"] > 0 else "lower"
+        over_seeds = seed_differences(seeds, reference, model)
         sentences.append(f"On this test split the accuracy of {zoo.label(reference)} is {direction} than that "
-                         f"of {zoo.label(model)}: the paired interval excludes zero.")
+                         f"of {zoo.label(model)}: the paired interval excludes zero"
+                         + (f", and the difference had this sign under all {len(over_seeds)} training seeds."
+                            if over_seeds else " (not checked over training seeds: no seed benchmark)."))
+    for model in seed_unranked:
+        over_seeds = seed_differences(seeds, reference, model)
+        sentences.append(f"{zoo.label(reference)} is not ranked against {zoo.label(model)}: the paired interval "
+                         f"excludes zero on this split, but the accuracy difference changed sign over the "
+                         f"{len(over_seeds)} training seeds ({_signs(over_seeds)}).")
     if unranked:
         sentences.append(f"{zoo.label(reference)} is not ranked against "
                          + " or ".join(zoo.label(m) for m in unranked)
@@ -66,6 +81,29 @@ def comparison_lines(input_sizes: dict[str, int], comparisons: dict | None = Non
     sentences.append("The intervals cover the test sample only, for one training seed"
                      + (f"; over {spread}" if spread else "") + ".")
     return lines + [" ".join(sentences), ""]
+
+
+def seed_differences(seeds: dict | None, reference: str, model: str) -> list[float]:
+    """Test accuracy of ``reference`` minus ``model`` under each training seed both were benchmarked with
+    (``metrics/bench_seeds.json``), in seed order; empty without a benchmark."""
+    def values(name: str) -> dict:
+        entry = ((seeds or {}).get("models") or {}).get(name) or {}
+        return (entry.get("evaluate.json", {}).get("accuracy") or {}).get("values") or {}
+    mine, theirs = values(reference), values(model)
+    return [mine[seed] - theirs[seed] for seed in sorted(set(mine) & set(theirs), key=str)]
+
+
+def _sign_holds(differences: list[float], difference: float) -> bool | None:
+    """Whether every seed's difference is non-zero with the sign of ``difference``; None without seeds."""
+    if not differences:
+        return None
+    return all(d > 0 for d in differences) if difference > 0 else all(d < 0 for d in differences)
+
+
+def _signs(differences: list[float]) -> str:
+    above = sum(d > 0 for d in differences)
+    below = sum(d < 0 for d in differences)
+    return f"higher under {above}, lower under {below}, equal under {len(differences) - above - below}"
 
 
 def _seed_spread(seeds: dict | None, models: list[str]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,7 +33,7 @@ from typing import Any, Iterable
 import pandas as pd
 import requests
 
-from stages.common.io import UMASK, write_json
+from stages.common.io import atomic_folder, write_json
 from stages.sources import http, nbia
 from stages.sources.http import DownloadError, fetch
 
@@ -146,10 +145,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 def _place_series(files_dir: Path, series_dir: Path, files: list[dict[str, Any]]) -> None:
     """Link (or copy) the verified files into ``series_dir``, all or nothing."""
-    series_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{series_dir.name}.", suffix=".tmp", dir=series_dir.parent))
-    try:
-        staging.chmod(0o777 & ~UMASK)
+    with atomic_folder(series_dir) as staging:
         for row in files:
             source = files_dir / row["file"]
             if not source.is_file() or source.stat().st_size != row["bytes"]:
@@ -159,12 +155,6 @@ def _place_series(files_dir: Path, series_dir: Path, files: list[dict[str, Any]]
                 os.link(source, staging / row["file"])
             except OSError:
                 shutil.copyfile(source, staging / row["file"])
-        if series_dir.exists():
-            shutil.rmtree(series_dir)
-        staging.replace(series_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def download_collection(index: pd.DataFrame, modalities: str | Iterable[str], downloads_dir: str | Path,

@@ -38,7 +38,6 @@ import json
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -46,7 +45,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from stages.common.io import UMASK, write_csv, write_json
+from stages.common.io import atomic_folder, write_csv, write_json
 from stages.common.progress import progress as progress_bar
 from stages.sources import http
 from stages.sources.http import DownloadError, fetch, get_json
@@ -151,9 +150,7 @@ def safe_extract(zip_path: str | Path, out_dir: str | Path) -> list[dict[str, An
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path) as archive:
         members = _file_members(zip_path, archive)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-        try:
-            staging.chmod(0o777 & ~UMASK)  # mkdtemp makes it private; give the usual permissions
+        with atomic_folder(out_dir) as staging:
             files = []
             for info, relative in members:
                 target = staging.joinpath(*relative.split("/"))
@@ -162,16 +159,6 @@ def safe_extract(zip_path: str | Path, out_dir: str | Path) -> list[dict[str, An
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as sink:
                     files.append(_copy_member(archive, info, relative, sink))
-            if out_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-                out_dir.replace(old / "content")
-                staging.replace(out_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                staging.replace(out_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return sorted(files, key=lambda row: row["file"])
 
 

@@ -33,11 +33,19 @@ def make_deterministic(seed: int) -> None:
     # One thread per op: a multi-threaded CPU kernel (oneDNN's or Eigen's) may split a large
     # reduction (a convolution's filter gradient sums over batch x pixels) into shards whose
     # partial sums are added in completion order, so forced reruns gave other weights (seen with
-    # oneDNN and the default thread count). Independent ops still run in parallel.
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow already initialised (e.g. in tests); the setting cannot change any more
+    # oneDNN and the default thread count).
+    # One op at a time as well: with TensorFlow's default of one inter-op thread per core, reruns
+    # of finetune@covidnet_cxr_s with identical inputs gave other weights now and then (a step's
+    # loss equal, the weights after its update not), so some op's result depends on which others
+    # run beside it; with one inter-op thread none did (README, "Run to run"). It costs CXR-S about
+    # half as much again per training step here. tf.data keeps its own threads, so decoding still
+    # runs beside the training step.
+    for setter in (tf.config.threading.set_intra_op_parallelism_threads,
+                   tf.config.threading.set_inter_op_parallelism_threads):
+        try:
+            setter(1)
+        except RuntimeError:
+            pass  # TensorFlow already initialised (e.g. in tests); the setting cannot change any more
 
 
 class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
