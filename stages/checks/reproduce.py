@@ -17,7 +17,7 @@ The check runs in one of two modes and says which, and why:
   every value must match: the stated tolerance is zero.
   Not yet shown for training: with identical inputs, CXR-S's fine-tuning came out otherwise in 4 of
   12 full ``dvc repro`` runs on that platform and in runs of the stage alone; with one inter-op
-  thread (issue 13) none of 19 runs did, which rules out the old rate but not a rare one
+  thread (issue 13) none of 23 runs did, which rules out the old rate but not a rare one
   (:data:`RUN_TO_RUN`), so :func:`mode` picks tolerance everywhere for now
   and ``--mode exact`` asks for the exact comparison.
 - **tolerance**, anywhere else (another architecture, another Python, other package versions, the
@@ -64,7 +64,7 @@ SEEDS_BENCHMARK = "metrics/bench_seeds.json"
 MODEL_METRICS = ("evaluate.json", "pretrain.json", "finetune.json")
 COMPARISONS = "metrics/comparisons.json"
 RUN_TO_RUN = ("training is not yet shown bit-identical run to run on one machine (CXR-S fine-tuning diverged "
-              "in 4 of 12 full dvc repro runs with identical inputs; with one inter-op thread 0 of 19 "
+              "in 4 of 12 full dvc repro runs with identical inputs; with one inter-op thread 0 of 23 "
               "runs did, which rules out that rate but not a rare one)")
 
 
@@ -75,7 +75,7 @@ def mode(repo: Path) -> tuple[str, list[str]]:
 
     # Measured on the reference platform itself: with byte-identical inputs, finetune@covidnet_cxr_s
     # gave other weights in 4 of 12 full `dvc repro` runs, and later in runs of the stage alone.
-    # One inter-op thread (issue 13) gave 0 of 19; until more runs agree, training outputs are held
+    # One inter-op thread (issue 13) gave 0 of 23; until more runs agree, training outputs are held
     # to the seed tolerance everywhere; `--mode exact` still runs the exact comparison.
     reasons = [RUN_TO_RUN] + list(platform_report()["reasons"])
     if sys.version_info[:2] != REFERENCE_PYTHON:
