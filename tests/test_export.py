@@ -107,3 +107,45 @@ def test_the_grad_cam_sample_spreads_from_the_first_to_the_last_test_image():
     assert export.evenly_spaced(5, 1).tolist() == [0]
     with pytest.raises(SystemExit, match="gradcam_images must be at least 1"):
         export.evenly_spaced(5, 0)
+
+
+def test_parity_figures_are_recorded_as_the_power_of_ten_above_them():
+    # By hand: 1.37e-06 and 1.34e-06 (one file, two hosts) both lie in (1e-06, 1e-05].
+    assert export.decade_ceiling(1.37e-6) == 1e-5 == export.decade_ceiling(1.34e-6)
+    assert export.decade_ceiling(1e-3) == 1e-3  # a power of ten is its own ceiling
+    assert export.decade_ceiling(0.026) == 0.1
+    assert export.decade_ceiling(2.0) == 10.0
+    assert export.decade_ceiling(0.0) == 0.0
+    with pytest.raises(ValueError, match="negative"):
+        export.decade_ceiling(-1e-6)
+
+
+SAVE_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+import numpy as np
+from stages import export
+from stages.models import build_model
+sys.path.insert(0, {tests!r})
+from test_export import random_weights
+model = random_weights(build_model({{"name": "covidnet_cxr_s", "input_size": 32, "width": 0.125,
+                                     "dense_units": 8}}, 2, "severity"))
+target = Path({target!r})
+export.export_saved_model(model, target)
+digest = hashlib.md5()
+for path in sorted(p for p in target.rglob("*") if p.is_file()):
+    digest.update(str(path.relative_to(target)).encode() + path.read_bytes())
+print(digest.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_the_saved_model_has_the_same_bytes_in_two_processes(tmp_path):
+    """keras.Model.export orders the variables as TensorFlow's set of a traced function's variables
+    comes out, which changes from process to process, and writes a random uuid into fingerprint.pb."""
+    digests = []
+    for run in range(2):
+        script = SAVE_SCRIPT.format(tests=str(REPO / "tests"), target=str(tmp_path / f"saved_{run}"))
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+        digests.append(done.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]

@@ -64,7 +64,7 @@ SEEDS_BENCHMARK = "metrics/bench_seeds.json"
 MODEL_METRICS = ("evaluate.json", "pretrain.json", "finetune.json")
 COMPARISONS = "metrics/comparisons.json"
 RUN_TO_RUN = ("training is not yet shown bit-identical run to run on one machine (CXR-S fine-tuning diverged "
-              "in 4 of 12 full dvc repro runs with identical inputs; with one inter-op thread 0 of 23 "
+              "in 4 of 12 full dvc repro runs with identical inputs; with one inter-op thread 0 of 24 "
               "runs did, which rules out that rate but not a rare one)")
 
 
@@ -75,7 +75,8 @@ def mode(repo: Path) -> tuple[str, list[str]]:
 
     # Measured on the reference platform itself: with byte-identical inputs, finetune@covidnet_cxr_s
     # gave other weights in 4 of 12 full `dvc repro` runs, and later in runs of the stage alone.
-    # One inter-op thread (issue 13) gave 0 of 23; until more runs agree, training outputs are held
+    # One inter-op thread (issue 13) gave 0 of 24 (the last a clean make repro on another machine);
+    # until more runs agree, training outputs are held
     # to the seed tolerance everywhere; `--mode exact` still runs the exact comparison.
     reasons = [RUN_TO_RUN] + list(platform_report()["reasons"])
     if sys.version_info[:2] != REFERENCE_PYTHON:

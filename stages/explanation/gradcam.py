@@ -84,7 +84,7 @@ def gradient_free_gradcam(model, layer: str, head: str, input_size: int):
     gradient over all positions is the derivative of the margin along "add the same amount to the
     whole channel", estimated here by central differences: the network after ``layer`` runs once on
     a batch of 2C maps, each channel raised and lowered in turn. Exact up to the step's curvature
-    and rounding error (see :data:`DIFFERENCE_STEP`); cheap at the embedded 32 px (a 4 x 4 map),
+    and rounding error (see :data:`DIFFERENCE_STEP`); cheap at the embedded 32 px (maps of 2 x 2 to 8 x 8),
     costly at 480 px (2C passes of the later stages).
     """
     import keras
