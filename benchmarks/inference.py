@@ -4,7 +4,7 @@
     python benchmarks/inference.py --xla on --repeats 9
     python benchmarks/inference.py --models covidnet_cxr_s densenet121 --batch 16
     python benchmarks/inference.py --onednn off         # TensorFlow's own CPU kernels instead of oneDNN
-    python benchmarks/inference.py --graphs keras        # only the Keras model (default: keras, frozen, litert)
+    python benchmarks/inference.py --graphs keras        # only the Keras model (default: keras, keras_folded, frozen, litert)
 
 Builds COVID-Net CXR-S, DenseNet-121 and ResNet-50 (480 x 480 x 3, width 1.0, the 256-unit
 severity head, random weights: speed does not depend on the weights) one after another in this
@@ -29,13 +29,15 @@ Settings measured on this 2-core x86 machine (TensorFlow 2.21, Keras 3) chose th
 off (``jit_compile=True`` compiles depthwise convolutions to a CPU loop about 100x slower than
 oneDNN's kernel, so COVID-Net CXR-S ran 4-6x slower; DenseNet-121 and ResNet-50 within noise),
 oneDNN on (TensorFlow's own kernels took 1.2x the CPU time for COVID-Net CXR-S and 1.5x for
-DenseNet-121), every core for intra-op work (COVID-Net CXR-S keeps both busy). Two graphs are
-timed for every model, interleaved call by call: ``keras``, the Keras model itself, and
+DenseNet-121), every core for intra-op work (COVID-Net CXR-S keeps both busy). Four graphs are
+timed for every model, interleaved call by call: ``keras``, the Keras model itself;
 ``frozen``, the deployment graph (variables as constants), where grappler folds each inference
 batch norm into the convolution before it and fuses the ReLU, which the Keras 3 model (a separate
 multiply and add per batch norm) never gets; that helps COVID-Net CXR-S (batch norm after every
 convolution) far more than DenseNet-121 (pre-activation: batch norm before its convolutions,
-mostly unfoldable). ``litert``: the model converted to LiteRT's flatbuffer (as stage ``export``
+mostly unfoldable). ``keras_folded``: the Keras model with its batch norms folded as stage
+``export`` folds them (:func:`stages.models.folding.fold_batch_norms`: into the convolution before
+each, else a per-channel affine), still a Keras model run through ``tf.function``. ``litert``: the model converted to LiteRT's flatbuffer (as stage ``export``
 does; the converter folds the batch norms) and run by the ``ai-edge-litert`` interpreter (XNNPACK,
 one thread per core). It goes through a SavedModel as ``export`` does: converted straight from a
 traced function, the converter kept the weights as variables (READ_VARIABLE operators, which
@@ -68,7 +70,7 @@ REFERENCE = "densenet121"
 # Table 2 of the paper: DenseNet-121 26.0 GFLOPs, COVID-Net CXR-S 11.1 GFLOPs at 480 x 480 x 3.
 GOAL_MODEL = "covidnet_cxr_s"
 GOAL_RATIO = 2.6  # issue 18: above the FLOP ratio (2.33), with batch norms folded
-GRAPHS = ("keras", "frozen", "litert")
+GRAPHS = ("keras", "keras_folded", "frozen", "litert")
 SEED = 0
 
 
@@ -198,9 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--xla", choices=("on", "off"), default="off",
                         help="tf.function(jit_compile=True) (default off: far slower for depthwise convolutions)")
     parser.add_argument("--graphs", nargs="+", choices=GRAPHS, default=list(GRAPHS),
-                        help="keras: the Keras model as a tf.function; frozen: its frozen graph, batch norms "
-                             "folded into the convolutions; litert: converted to LiteRT, run by ai-edge-litert "
-                             "(default: all three)")
+                        help="keras: the Keras model as a tf.function; keras_folded: the Keras model with its "
+                             "batch norms folded as export folds them; frozen: the Keras model's frozen graph "
+                             "(Grappler folds); litert: converted to LiteRT, run by ai-edge-litert (default: all)")
     parser.add_argument("--onednn", choices=("on", "off", "env"), default="on",
                         help="TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (default on; env: leave it as set)")
     parser.add_argument("--intra-threads", type=int, default=0, help="intra-op threads (default 0: all cores)")
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from stages.models import build_model
     from stages.models.counting import profiler_flops
+    from stages.models.folding import fold_batch_norms
 
     _set_threads(tf, args.intra_threads, args.inter_threads)
     images = tf.constant(np.random.default_rng(SEED).uniform(0, 255, (args.batch, args.size, args.size, 3)),
@@ -229,8 +232,12 @@ def main(argv: list[str] | None = None) -> dict:
         models[name] = {"parameters": int(model.count_params()), "flops_per_image": profiler_flops(model, args.size)}
         nontrivial_batch_norms(model)
         for graph in args.graphs:
-            forwards[(graph, name)] = (litert_function(tf, model, images) if graph == "litert" else
-                                       forward_function(tf, model, images, xla, graph == "frozen"))
+            if graph == "litert":
+                forwards[(graph, name)] = litert_function(tf, model, images)
+            elif graph == "keras_folded":
+                forwards[(graph, name)] = forward_function(tf, fold_batch_norms(model), images, xla, False)
+            else:
+                forwards[(graph, name)] = forward_function(tf, model, images, xla, graph == "frozen")
         print(f"bench: {name} built, {models[name]['flops_per_image'] / 1e9:.2f} GFLOPs/img", file=sys.stderr)
     timings = measure_interleaved(forwards, images, args.warmup, args.repeats)
 

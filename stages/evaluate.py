@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.common.io import read_table, write_csv, write_json
+from stages.common.io import write_csv, write_json
 from stages.common.cli import model_stage_arguments
-from stages.tasks import LEVEL_NAMES, SEVERITY, level_targets
+from stages.tasks import LEVEL_NAMES, level_targets
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,11 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     from stages.evaluation.bootstrap import patient_bootstrap
     from stages.evaluation.classification import classification_report
     from stages.evaluation.curves import calibration_bins, expected_calibration_error, pr_points, roc_points
-    from stages.models import load_model, model_params
     from stages.training.data import evaluation_dataset
     from stages.training.fit import predict_proba
-    from stages.training.setup import make_deterministic
+    from stages.training.setup import fine_tuned_for_test
 
-    make_deterministic(int(params["train"]["seed"]))
-    table = read_table(paths.tables / "split.csv")
-    test = table[table.split == "test"].reset_index(drop=True)
-    if test.empty:
-        raise SystemExit("evaluate: the test split is empty")
-    architecture = model_params(params, model_name)
-    model = load_model(architecture, len(SEVERITY.class_names), SEVERITY.head, paths.weights)
+    model, architecture, test = fine_tuned_for_test(params, model_name, paths.tables, paths.weights, "evaluate")
     targets = level_targets(test.airspace_level)
     probabilities = predict_proba(model, evaluation_dataset(
         paths.images, list(test.image_path), targets, int(params["finetune"]["batch_size"]),

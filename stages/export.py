@@ -34,7 +34,7 @@ import numpy as np
 
 from stages import litert
 from stages.common.cli import model_stage_arguments
-from stages.common.io import atomic_folder, read_table, write_bytes, write_json
+from stages.common.io import atomic_folder, write_bytes, write_json
 from stages.tasks import SEVERITY, level_targets
 
 # Largest |difference| in P(Level 2) from the Keras model accepted on the test images (issue 18).
@@ -160,19 +160,13 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     import tensorflow as tf
 
     from stages.explanation.gradcam import GradCam
-    from stages.models import load_model, model_params, spec
+    from stages.models import spec
     from stages.training.data import evaluation_dataset
     from stages.training.fit import predict_proba
-    from stages.training.setup import make_deterministic
+    from stages.training.setup import fine_tuned_for_test
 
-    make_deterministic(int(params["train"]["seed"]))
-    split = read_table(paths.tables / "split.csv")
-    test = split[split.split == "test"].reset_index(drop=True)
-    if test.empty:
-        raise SystemExit("export: the test split is empty")
-    architecture = model_params(params, model_name)
+    model, architecture, test = fine_tuned_for_test(params, model_name, paths.tables, paths.weights, "export")
     size = int(architecture["input_size"])
-    model = load_model(architecture, len(SEVERITY.class_names), SEVERITY.head, paths.weights)
     dataset = evaluation_dataset(paths.images, list(test.image_path), level_targets(test.airspace_level),
                                  int(params["finetune"]["batch_size"]), image_size=size)
     images = np.concatenate([batch.numpy() for batch, _ in dataset])

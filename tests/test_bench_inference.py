@@ -27,9 +27,9 @@ def test_inference_benchmark_writes_consistent_json(tmp_path):
     assert payload == json.loads(json.dumps(returned))
     assert out.read_text() == json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
-    assert set(payload["graphs"]) == {"keras", "frozen", "litert"}
+    assert set(payload["graphs"]) == {"keras", "keras_folded", "frozen", "litert"}
     rows = [row for graph in payload["graphs"].values() for row in graph.values()]
-    assert len(rows) == 6 and all(set(graph) == {"covidnet_cxr_s", "densenet121"} for graph in payload["graphs"].values())
+    assert len(rows) == 8 and all(set(graph) == {"covidnet_cxr_s", "densenet121"} for graph in payload["graphs"].values())
     for row in rows:
         assert len(row["repeat_seconds"]) == 2 and all(s > 0 for s in row["repeat_seconds"])
         assert row["median_seconds"] > 0 and row["first_call_seconds"] > 0 and row["median_cpu_seconds"] >= 0
@@ -50,7 +50,7 @@ def test_inference_benchmark_writes_consistent_json(tmp_path):
 
     settings = payload["settings"]
     assert (settings["batch"], settings["input_size"], settings["timed_repeats"], settings["warmup_calls"]) == (2, 64, 2, 1)
-    assert settings["xla_jit_compile"] is False and settings["graphs"] == ["keras", "frozen", "litert"]
+    assert settings["xla_jit_compile"] is False and settings["graphs"] == ["keras", "keras_folded", "frozen", "litert"]
     assert isinstance(settings["onednn"], bool) and settings["tensorflow"]
     assert payload["machine"]["cpus"] >= 1
 

@@ -87,3 +87,22 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
             raise SystemExit("train.strategy=multi_worker needs the TF_CONFIG environment variable")
         return KerasMultiWorkerStrategy()
     raise SystemExit(f"train.strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def fine_tuned_for_test(params: dict, model_name: str, tables, weights, stage: str):
+    """``(model, architecture, test)``: the deterministic set-up, ``model_name`` built at its
+    params with the fine-tuned ``weights``, and the test rows of ``tables/split.csv`` (the
+    preamble of the stages that apply a fine-tuned model: ``evaluate``, ``export``)."""
+    from pathlib import Path
+
+    from stages.common.io import read_table
+    from stages.models import load_model, model_params
+    from stages.tasks import SEVERITY
+
+    make_deterministic(int(params["train"]["seed"]))
+    split = read_table(Path(tables) / "split.csv")
+    test = split[split.split == "test"].reset_index(drop=True)
+    if test.empty:
+        raise SystemExit(f"{stage}: the test split is empty")
+    architecture = model_params(params, model_name)
+    return load_model(architecture, len(SEVERITY.class_names), SEVERITY.head, weights), architecture, test
