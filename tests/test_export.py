@@ -4,6 +4,8 @@ norms folded, and the LiteRT file usable without TensorFlow."""
 from __future__ import annotations
 
 import json
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +151,27 @@ def test_the_saved_model_has_the_same_bytes_in_two_processes(tmp_path):
         done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
         digests.append(done.stdout.strip().splitlines()[-1])
     assert digests[0] == digests[1]
+
+
+REFERENCE_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+import numpy as np
+from stages import litert
+images = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+print(hashlib.md5(litert.Runner(Path(sys.argv[1]), reference=True)(images).tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None or platform.machine() != "x86_64",
+                    reason="qemu-x86_64 not installed (Debian package qemu-user; .ci/run installs it)")
+def test_reference_kernels_give_the_same_bits_on_an_emulated_cpu(exported):
+    """The parity of record runs LiteRT's reference kernels: the same bits on another x86-64 CPU
+    (qemu's Haswell: AVX2, no AVX-512) as on this one."""
+    root, _, _ = exported
+    command = [sys.executable, "-c", REFERENCE_SCRIPT, str(root / "model.tflite")]
+    here = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    emulated = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", *command], cwd=REPO, capture_output=True,
+                              text=True, check=True)
+    assert here.stdout.strip().splitlines()[-1] == emulated.stdout.strip().splitlines()[-1]
