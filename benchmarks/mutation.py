@@ -24,6 +24,7 @@ test assertions.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -184,10 +185,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", type=Path, help="keep each module's scratch folder under this folder "
                         "(then `mutmut show NAME` there prints a mutant's diff)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other modules' entries of --out and replace only those of --modules "
+                             "(after a change to some modules' code)")
     args = parser.parse_args(argv)
+    kept = {}
+    if args.update:
+        if not args.out.is_file():
+            parser.error(f"--update: {args.out} does not exist (run every module first)")
+        kept = json.loads(args.out.read_text())["modules"]
     os.nice(max(0, NICENESS - os.nice(0)))  # the machine is shared: never above nice 10
     started = time.perf_counter()
-    modules = {name: run_module(name, MODULES[name], args.workers, args.keep) for name in args.modules}
+    modules = {**kept, **{name: run_module(name, MODULES[name], args.workers, args.keep) for name in args.modules}}
     payload = {
         "what": "mutation testing of the scientific core against its own fast unit tests: per module, mutants "
                 "killed (a test failed), survived (every test passed), timeout and no_tests (no selected test "
@@ -199,7 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
         "timeout_constant_seconds": TIMEOUT_CONSTANT,
         "machine": {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version()},
         "workers": args.workers,
-        "modules": modules,
+        "modules": dict(sorted(modules.items())),
+        # With --update: the modules this run re-ran (the others' entries come from an earlier run).
+        "modules_run": sorted(args.modules),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     write_json(args.out, payload)

@@ -9,7 +9,7 @@ import pytest
 from stages import ingest, schema
 from stages.group import (age_bin, cohort_demographics, cohort_summary, fleiss_kappa, group_labels,
                           labelled_images, main, majority_sex, read_severity_images, reader_agreement,
-                          resolve_study)
+                          resolve_study, study_grades)
 from stages.sources import phantom
 from tests.conftest import main_defaults
 from tests.test_phantom import TINY_CONFIG
@@ -251,7 +251,8 @@ def test_covidnet_tie_break_follows_the_label_ids_first_appearance():
     # With Mild's id seen first in the export, both rules agree.
     swapped = readers.assign(annotation_index=readers.annotation_index.map({0: 10, 1: 11, 2: 0, 3: 3, 4: 4, 5: 5, 6: 6}))
     assert group_labels(images, swapped, "covidnet")[0].set_index("image_id").airspace_level["b"] == 1
-    with pytest.raises(ValueError, match="label ids"):
+    # The message starts with the setting to change, as the user sees it.
+    with pytest.raises(ValueError, match=r"^group\.tie_break 'covidnet' needs the annotations' label ids \(column label_id\)$"):
         group_labels(images, readers.drop(columns="label_id"), "covidnet")
 
 
@@ -514,3 +515,16 @@ def test_a_reader_who_votes_twice_counts_once_even_before_the_next_reader():
     agreement = reader_agreement(readers)
     assert agreement["studies_with_two_or_more_readers"] == 2
     assert agreement["level_agreement_first_two_readers"] == 0.5
+
+
+@pytest.mark.parametrize("tie_break", ["first", "covidnet"])
+def test_each_study_keeps_its_own_grades_when_the_export_lists_studies_out_of_order(tie_break):
+    """By hand: the export lists study S2 before S1; S1's readers said mild, mild (Level 1), S2's
+    moderate, severe (Level 2). Each study's row must carry its own grades, whatever the order."""
+    readers = _readers_with_ids([
+        ("S2", "U1", schema.MODERATE, "L_mod"), ("S2", "U2", schema.SEVERE, "L_sev"),
+        ("S1", "U1", schema.MILD, "L_mild"), ("S1", "U2", schema.MILD, "L_mild"),
+    ])
+    grades = study_grades(readers, tie_break).set_index("study_uid")
+    assert grades.reader_grades.to_dict() == {"S1": "mild;mild", "S2": "moderate;severe"}
+    assert grades.level.to_dict() == {"S1": 1, "S2": 2}

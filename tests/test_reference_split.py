@@ -133,3 +133,5 @@ def test_disagreements_are_counted_by_cause():
     assert disagreement_cause("moderate;severe;mild") == "majority"
     assert disagreement_cause("moderate;mild;invalid;severe") == "majority"
     assert disagreement_cause("mild;invalid") == "tie"
+    # Without the readers' grades (a blank cell reads back as NaN or ""), the cause is unknown.
+    assert disagreement_cause(float("nan")) == disagreement_cause("") == disagreement_cause(None) == "unknown"
