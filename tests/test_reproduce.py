@@ -72,7 +72,7 @@ def test_reported_numbers_of_the_reproduction_match_its_metrics(reproduced):
     paths = Paths(workdir / "README.md", workdir / "reports/results.md", workdir / "metrics", workdir / "params.yaml")
     # The report stage wrote results.md from the reproduction's metrics; the README's results section
     # is written by `stages.checks.reported --write-readme`, not by a stage, so it is regenerated first
-    # (training is held to a tolerance, not bits: stages.checks.reproduce.RUN_TO_RUN).
+    # (off the reference platform, training is held to a tolerance, not bits).
     write_readme(paths)
     assert check(paths) == []
 
@@ -95,8 +95,8 @@ def test_worked_example_of_comparing_configurations(reproduced):
     commands, shown_params_diff = _example()
     assert [c.split()[:3] for c in commands] == [["dvc", "exp", "run"], ["dvc", "exp", "show"],
                                                   ["dvc", "params", "diff"], ["dvc", "metrics", "diff"]]
-    # `main` in the example is the reproduction itself: training is held to a tolerance, not bits
-    # (stages.checks.reproduce.RUN_TO_RUN), and the example compares an experiment with its base.
+    # `main` in the example is the reproduction itself (off the reference platform training is held
+    # to a tolerance, not bits), and the example compares an experiment with its base.
     run(workdir, "git", "add", "-A")
     run(workdir, "git", "-c", "user.name=reproduce", "-c", "user.email=reproduce@localhost", "commit", "-q",
         "--allow-empty", "-m", "the reproduction")
