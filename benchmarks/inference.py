@@ -131,9 +131,10 @@ def litert_function(tf, model, images):
     from ai_edge_litert.interpreter import Interpreter
 
     from stages.export import write_exports
+    from stages.models.folding import fold_batch_norms
 
     with tempfile.TemporaryDirectory(prefix="bench-litert-") as folder:
-        write_exports(model, Path(folder) / "saved_model", Path(folder) / "model.tflite")
+        write_exports(fold_batch_norms(model), Path(folder) / "saved_model", Path(folder) / "model.tflite")
         flatbuffer = (Path(folder) / "model.tflite").read_bytes()
     interpreter = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
     (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()

@@ -20,9 +20,9 @@ and the LiteRT file (goal <= 1e-3, float32), run by the ``ai-edge-litert`` inter
 LiteRT's reference kernels (plain loops: the same bits on every host, so the figure is recorded as
 it is) and with the XNNPACK delegate that ``predict`` uses (kernels chosen by the host: recorded as
 the power of ten it is below, :func:`decade_ceiling`, as is the Grad-CAM comparison, which runs on
-XNNPACK too; the stage prints every exact figure). File sizes go beside them. Timings are machine- and load-dependent, so they
-are measured by ``benchmarks/export_latency.py`` and ``benchmarks/inference.py``, not here (a
-stage's outputs must not change between runs).
+XNNPACK too; the stage prints every exact figure). File sizes go beside them. Timings are
+machine- and load-dependent, so they are measured by ``benchmarks/export_latency.py`` and
+``benchmarks/inference.py``, not here (a stage's outputs must not change between runs).
 """
 
 from __future__ import annotations
@@ -101,27 +101,25 @@ def clear_fingerprint_uuid(path: Path) -> None:
     path.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
-def write_exports(model, saved_model: Path, tflite: Path) -> None:
-    """The SavedModel of ``model`` with its batch norms folded exactly
-    (:func:`stages.models.folding.fold_batch_norms`), then the LiteRT file converted from it."""
+def write_exports(folded, saved_model: Path, tflite: Path) -> None:
+    """The SavedModel of ``folded`` (a model whose batch norms
+    :func:`stages.models.folding.fold_batch_norms` folded exactly, so the converter has none to
+    fold with its approximate ``Rsqrt``), then the LiteRT file converted from it."""
     import tensorflow as tf
 
-    from stages.models.folding import fold_batch_norms
-
-    export_saved_model(fold_batch_norms(model), saved_model)
+    export_saved_model(folded, saved_model)
     write_bytes(tflite, tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert())
 
 
-def write_gradcam_litert(model, layer: str, head: str, input_size: int, path: Path) -> None:
+def write_gradcam_litert(folded, layer: str, head: str, input_size: int, path: Path) -> None:
     """A LiteRT file giving the probabilities and the Grad-CAM map of one image, without gradients
-    (:func:`stages.explanation.gradcam.gradient_free_gradcam`), of the model with its batch norms
-    folded exactly."""
+    (:func:`stages.explanation.gradcam.gradient_free_gradcam`), of ``folded`` (as for
+    :func:`write_exports`)."""
     import tensorflow as tf
 
     from stages.explanation.gradcam import gradient_free_gradcam
-    from stages.models.folding import fold_batch_norms
 
-    function = gradient_free_gradcam(fold_batch_norms(model), layer, head, input_size)
+    function = gradient_free_gradcam(folded, layer, head, input_size)
     write_bytes(path, tf.lite.TFLiteConverter.from_concrete_functions([function]).convert())
 
 
@@ -164,6 +162,7 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
 
     from stages.explanation.gradcam import GradCam
     from stages.models import spec
+    from stages.models.folding import fold_batch_norms
     from stages.training.data import evaluation_dataset
     from stages.training.fit import predict_proba
     from stages.training.setup import fine_tuned_for_test
@@ -175,9 +174,10 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     images = np.concatenate([batch.numpy() for batch, _ in dataset])
     keras_level2 = predict_proba(model, dataset)[:, 1]
 
-    write_exports(model, paths.saved_model, paths.tflite)
+    folded = fold_batch_norms(model)
+    write_exports(folded, paths.saved_model, paths.tflite)
     layer = spec(model_name).gradcam_layer
-    write_gradcam_litert(model, layer, SEVERITY.head, size, paths.gradcam)
+    write_gradcam_litert(folded, layer, SEVERITY.head, size, paths.gradcam)
 
     saved = tf.saved_model.load(str(paths.saved_model))
     saved_level2 = np.concatenate([saved.serve(tf.constant(images[i:i + 64])).numpy()[:, 1]

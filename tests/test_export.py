@@ -15,6 +15,7 @@ import pytest
 
 from stages import export, litert
 from stages.models import build_model
+from stages.models.folding import fold_batch_norms
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model = random_weights(build_model({"name": "covidnet_cxr_s", "input_size": 32, "width": 0.125,
                                         "dense_units": 8}, 2, "severity"))
-    export.write_exports(model, root / "saved_model", root / "model.tflite")
+    export.write_exports(fold_batch_norms(model), root / "saved_model", root / "model.tflite")
     batch_norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     return root, model, batch_norms
 
@@ -79,7 +80,7 @@ def test_litert_gradcam_matches_the_tape_without_gradient_operators(exported):
     from stages.explanation.gradcam import GradCam
 
     root, model, _ = exported
-    export.write_gradcam_litert(model, "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
+    export.write_gradcam_litert(fold_batch_norms(model), "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
     operators = litert.operator_counts(root / "gradcam.tflite")
     assert not any("GRAD" in name or "BACKPROP" in name or name in ("CUSTOM", "FLEX") for name in operators)
     images = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)

@@ -233,10 +233,11 @@ def test_predict_reproduces_evaluate_on_the_raw_test_dicoms():
 @pytest.fixture(scope="module")
 def tflite(setup, tmp_path_factory) -> Path:
     from stages.export import write_exports, write_gradcam_litert
+    from stages.models.folding import fold_batch_norms
 
     root = tmp_path_factory.mktemp("exported")
-    write_exports(setup[1], root / "saved_model", root / "model.tflite")
-    write_gradcam_litert(setup[1], "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
+    write_exports(fold_batch_norms(setup[1]), root / "saved_model", root / "model.tflite")
+    write_gradcam_litert(fold_batch_norms(setup[1]), "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
     return root / "model.tflite"
 
 

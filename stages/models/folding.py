@@ -19,32 +19,29 @@ bytes, would depend on the host. Here ``s`` is computed in float64 with numpy's 
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 
-def _layer_classes():
-    import keras
+@keras.saving.register_keras_serializable(package="covidnet")
+class ChannelAffine(keras.layers.Layer):
+    """``x * scale + offset`` over the last axis (a batch norm that could not fold)."""
 
-    @keras.saving.register_keras_serializable(package="covidnet")
-    class ChannelAffine(keras.layers.Layer):
-        """``x * scale + offset`` over the last axis (a batch norm that could not fold)."""
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.scale = self.add_weight(shape=(channels,), initializer="ones", name="scale", trainable=False)
+        self.offset = self.add_weight(shape=(channels,), initializer="zeros", name="offset", trainable=False)
 
-        def build(self, input_shape):
-            channels = int(input_shape[-1])
-            self.scale = self.add_weight(shape=(channels,), initializer="ones", name="scale", trainable=False)
-            self.offset = self.add_weight(shape=(channels,), initializer="zeros", name="offset", trainable=False)
+    def call(self, inputs, training=None, mask=None):  # a batch norm's call signature
+        return inputs * self.scale + self.offset
 
-        def call(self, inputs, training=None, mask=None):  # a batch norm's call signature
-            return inputs * self.scale + self.offset
 
-    @keras.saving.register_keras_serializable(package="covidnet")
-    class FoldedAway(keras.layers.Layer):
-        """Where a batch norm was: it now lives in the convolution before it (the identity)."""
+@keras.saving.register_keras_serializable(package="covidnet")
+class FoldedAway(keras.layers.Layer):
+    """Where a batch norm was: it now lives in the convolution before it (the identity)."""
 
-        def call(self, inputs, training=None, mask=None):
-            return inputs
-
-    return ChannelAffine, FoldedAway
+    def call(self, inputs, training=None, mask=None):
+        return inputs
 
 
 def batch_norm_affine(layer) -> tuple[np.ndarray, np.ndarray]:
@@ -83,9 +80,6 @@ def fold_batch_norms(model):
     """A copy of the functional ``model`` with no batch norm: each folded into the convolution before
     it where that convolution feeds only it, else an exact per-channel affine. Layer names are kept
     (a folded batch norm becomes a pass-through of its name), so ``gradcam_layer`` still resolves."""
-    import keras
-
-    affine_class, folded_away_class = _layer_classes()
     folds: dict[str, str] = {}  # batch norm -> the convolution it folds into
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -102,8 +96,8 @@ def fold_batch_norms(model):
             return layer.__class__.from_config({**config, "use_bias": True})
         if isinstance(layer, keras.layers.BatchNormalization):
             if layer.name in folds:
-                return folded_away_class(name=layer.name)
-            return affine_class(name=layer.name)
+                return FoldedAway(name=layer.name)
+            return ChannelAffine(name=layer.name)
         return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone)
