@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make repro   create .venv, install the locked environment, run the whole DVC pipeline (dvc repro)
+#   make repro   create .venv, install the locked environment, run the whole DVC pipeline (dvc repro,
+#                two stages at a time: stages/parallel.py)
 #   make test    create .venv, install the locked environment with the test tools, run the test suite
 # After a dvc repro that changed metrics: make readme   (regenerates the README's results section)
 # After editing the dependencies in pyproject.toml: make lock   (re-resolves requirements.lock)
@@ -37,8 +38,9 @@ plots-template: $(PLOTS_TEMPLATE)
 
 install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 
+# dvc repro, two stages at a time: each TensorFlow stage uses one core (stages/parallel.py).
 repro: install
-	dvc repro
+	python -m stages.parallel
 
 # Two workers: the clean reproduction (tests/test_reproduce.py, collected first so it starts at
 # once) runs beside the rest of the suite; --dist loadfile keeps each file on one worker.

@@ -2,7 +2,8 @@
 
 The files git knows (tracked, or new and not ignored) are copied into an empty folder, which
 becomes a one-commit git repository; ``dvc repro`` runs there from nothing (no ``data/``, no
-``models/``, no DVC cache), exactly as ``make repro`` does on a fresh clone. Then:
+``models/``, no DVC cache), exactly as ``make repro`` runs it on a fresh clone (two stages at a
+time, :mod:`stages.parallel`). Then:
 
 - every committed output of the pipeline (the ``cache: false`` metrics, plots and reports that
   ``dvc.lock`` lists) is compared with the reproduced one: JSON value by value, text line by line,
@@ -354,10 +355,16 @@ def tolerances_for(repo: Path) -> dict[str, float]:
     return seed_tolerances(json.loads(bench.read_text()))
 
 
+def repro_as_make_does(workdir: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """What ``make repro`` runs: ``dvc repro``, two stages at a time (:mod:`stages.parallel`)."""
+    return run(workdir, sys.executable, "-m", "stages.parallel", timeout=timeout)
+
+
 def reproduce(repo: Path, workdir: Path, check_mode: str = "exact") -> list[str]:
-    """Copy ``repo`` into ``workdir``, ``dvc repro`` there, and list every difference."""
+    """Copy ``repo`` into ``workdir``, ``dvc repro`` there as ``make repro`` does, and list every
+    difference."""
     files = clean_copy(repo, workdir)
-    dvc(workdir, "repro")
+    repro_as_make_does(workdir)
     tolerances = tolerances_for(repo) if check_mode == "tolerance" else None
     return compare_tree(repo, workdir, files, check_mode, tolerances)
 
