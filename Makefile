@@ -44,9 +44,9 @@ repro: install
 
 # Two workers: the clean reproduction (tests/test_reproduce.py, collected first so it starts at
 # once) runs beside the rest of the suite; --dist loadfile keeps each file on one worker.
-# -rs prints every skip reason.
+# -rs prints every skip reason; --durations the slowest tests (where make test's time goes).
 test: install
-	python -m pytest -n 2 --dist loadfile -rs
+	python -m pytest -n 2 --dist loadfile -rs --durations=30
 
 # The fast tier (under 2 minutes here): every test not marked slow, including a smoke run of the
 # pretrain, finetune and evaluate stages on a tiny made-up cohort. CI runs the full `make test`.
