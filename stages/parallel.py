@@ -35,8 +35,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.common.io import write_json
-
 DEFAULT_JOBS = 2  # the reference machine's cores; each TensorFlow stage uses one
 
 
@@ -217,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"parallel: {len(todo.upstream)} stage(s) to bring up to date, {args.jobs} at a time", flush=True)
     outcome = execute(todo, root, args.jobs)
     if args.times:
+        from stages.common.io import write_json  # pandas: not imported for a no-op (0.5 s here)
+
         write_json(args.times, {"jobs": args.jobs, "seconds": round(time.perf_counter() - started, 1),
                                 "stages": {s: {"start": a, "end": b} for s, (a, b) in sorted(outcome.seconds.items())}})
     if outcome.failed:
