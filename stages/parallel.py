@@ -108,11 +108,13 @@ def plan(pipeline: Pipeline, changed: set[str], targets: list[str] | None = None
     ``targets`` and what they depend on, when given)."""
     wanted = pipeline.closure_down(changed)
     if targets:
-        missing = [t for t in targets if t not in pipeline.upstream]
+        # A foreach stage's name (``finetune``) stands for all its items (``finetune@M``), as in DVC.
+        named = {t: {s for s in pipeline.upstream if s == t or s.startswith(f"{t}@")} for t in targets}
+        missing = [t for t, found in named.items() if not found]
         if missing:
             raise SystemExit(f"parallel: no stage named {', '.join(missing)} in dvc.yaml "
                              f"(stages: {', '.join(sorted(pipeline.upstream))})")
-        wanted &= pipeline.closure_up(set(targets))
+        wanted &= pipeline.closure_up(set().union(*named.values()))
     return pipeline.restricted(wanted)
 
 

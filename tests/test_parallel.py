@@ -40,6 +40,10 @@ def test_plan_with_targets_keeps_only_what_they_need():
     assert set(plan(DIAMOND, {"a", "e"}, ["c"]).upstream) == {"a", "c"}
     with pytest.raises(SystemExit, match="no stage named nope"):
         plan(DIAMOND, {"a"}, ["nope"])
+    # A foreach stage's name stands for all its items, as in `dvc repro finetune`.
+    zoo = Pipeline({"data": set(), "train@x": {"data"}, "train@y": {"data"}, "trainer": {"data"}})
+    assert set(plan(zoo, {"data"}, ["train"]).upstream) == {"data", "train@x", "train@y"}
+    assert set(plan(zoo, {"data"}, ["train@y"]).upstream) == {"data", "train@y"}
 
 
 def _logging_command(log: Path, fail: str | None = None, seconds: float = 0.3):
