@@ -69,23 +69,22 @@ class Pipeline:
 
     def closure_down(self, stages: set[str]) -> set[str]:
         """``stages`` and every stage downstream of them."""
-        after, found, todo = self.downstream(), set(), list(stages)
-        while todo:
-            stage = todo.pop()
-            if stage not in found:
-                found.add(stage)
-                todo.extend(after.get(stage, ()))
-        return found
+        return _reachable(stages, self.downstream())
 
     def closure_up(self, stages: set[str]) -> set[str]:
         """``stages`` and every stage they depend on."""
-        found, todo = set(), list(stages)
-        while todo:
-            stage = todo.pop()
-            if stage not in found:
-                found.add(stage)
-                todo.extend(self.upstream.get(stage, ()))
-        return found
+        return _reachable(stages, self.upstream)
+
+
+def _reachable(stages: set[str], neighbours: dict[str, set[str]]) -> set[str]:
+    """``stages`` and every stage reached from them through ``neighbours``."""
+    found, todo = set(), list(stages)
+    while todo:
+        stage = todo.pop()
+        if stage not in found:
+            found.add(stage)
+            todo.extend(neighbours.get(stage, ()))
+    return found
 
 
 def read_pipeline(root: Path) -> tuple[Pipeline, set[str]]:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from stages.checks.reproduce import run
 from stages.parallel import Pipeline, execute, plan
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # a -> b -> d, a -> c -> d, e alone (the shape of this project's per-model chains)
 DIAMOND = Pipeline({"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}, "e": set()})
@@ -110,18 +108,12 @@ else:
 """
 
 
-def _run(cwd: Path, *command: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True)
-    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def _project(root: Path) -> Path:
     root.mkdir()
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
     (root / "make.py").write_text(MAKE)
-    _run(root, "git", "init", "-q", "-b", "main")
-    _run(root, sys.executable, "-m", "dvc", "init", "-q")
+    run(root, "git", "init", "-q", "-b", "main")
+    run(root, sys.executable, "-m", "dvc", "init", "-q")
     return root
 
 
@@ -129,9 +121,9 @@ def _project(root: Path) -> Path:
 def test_a_parallel_run_gives_what_a_serial_dvc_repro_gives(tmp_path):
     serial, parallel = _project(tmp_path / "serial"), tmp_path / "parallel"
     shutil.copytree(serial, parallel)
-    _run(serial, sys.executable, "-m", "dvc", "repro")
+    run(serial, sys.executable, "-m", "dvc", "repro")
     times = tmp_path / "times.json"
-    out = _run(parallel, sys.executable, "-m", "stages.parallel", "--jobs", "2", "--times", str(times)).stdout
+    out = run(parallel, sys.executable, "-m", "stages.parallel", "--jobs", "2", "--times", str(times)).stdout
     assert "[left] " in out and "[right] " in out and "parallel: finished joined" in out
     for name in ("source.txt", "left.txt", "right.txt", "joined.json"):
         assert (parallel / name).read_bytes() == (serial / name).read_bytes(), name
@@ -140,10 +132,10 @@ def test_a_parallel_run_gives_what_a_serial_dvc_repro_gives(tmp_path):
     # left and right ran side by side
     assert stages["right"]["start"] < stages["left"]["end"] and stages["left"]["start"] < stages["right"]["end"]
     # Up to date now: nothing to plan, nothing run.
-    again = _run(parallel, sys.executable, "-m", "stages.parallel").stdout
+    again = run(parallel, sys.executable, "-m", "stages.parallel").stdout
     assert "parallel: started" not in again and "Running stage" not in again
     # A change upstream re-runs it and everything after it.
     (parallel / "make.py").write_text(MAKE.replace("name + \":\"", "name + \"=\""))
-    rerun = _run(parallel, sys.executable, "-m", "stages.parallel").stdout
+    rerun = run(parallel, sys.executable, "-m", "stages.parallel").stdout
     assert all(f"parallel: finished {s}" in rerun for s in ("source", "left", "right", "joined"))
     assert json.loads((parallel / "joined.json").read_text())["text"].startswith("joined=")

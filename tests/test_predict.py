@@ -236,8 +236,9 @@ def tflite(setup, tmp_path_factory) -> Path:
     from stages.models.folding import fold_batch_norms
 
     root = tmp_path_factory.mktemp("exported")
-    write_exports(fold_batch_norms(setup[1]), root / "saved_model", root / "model.tflite")
-    write_gradcam_litert(fold_batch_norms(setup[1]), "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
+    folded = fold_batch_norms(setup[1])
+    write_exports(folded, root / "saved_model", root / "model.tflite")
+    write_gradcam_litert(folded, "stage2_pepx4_out", "severity", 32, root / "gradcam.tflite")
     return root / "model.tflite"
 
 
