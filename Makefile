@@ -14,7 +14,7 @@ export PYTHONHASHSEED := 0
 # requirements-bootstrap.lock).
 UV_VERSION := 0.13.9
 
-.PHONY: install repro test test-fast readme lock plots-template
+.PHONY: install repro test check-reproduction test-fast readme lock plots-template
 
 # uv itself, from its own hashed lock: pip installs one wheel, uv installs the rest (much faster).
 $(UV): requirements-bootstrap.lock
@@ -42,11 +42,16 @@ install: $(VENV)/.installed $(PLOTS_TEMPLATE)
 repro: install
 	python -m stages.parallel
 
-# Two workers: the clean reproduction (tests/test_reproduce.py, collected first so it starts at
-# once) runs beside the rest of the suite; --dist loadfile keeps each file on one worker.
-# -rs prints every skip reason; --durations the slowest tests (where make test's time goes).
+# Every test but the clean reproduction, on two workers; --dist loadfile keeps each file (and its
+# module fixtures) on one worker. -rs prints every skip reason; --durations the slowest tests.
 test: install
-	python -m pytest -n 2 --dist loadfile -rs --durations=30
+	python -m pytest -n 2 --dist loadfile -rs --durations=30 -m "not reproduction"
+
+# The clean reproduction (tests/test_reproduce.py): every committed output from a copy with no data,
+# no models and no cache, about 10 minutes; one worker, since the reproduction itself runs two
+# stages at a time. CI (.ci/run) runs it after make test.
+check-reproduction: install
+	python -m pytest -rs --durations=10 -m reproduction
 
 # The fast tier (under 2 minutes here): every test not marked slow, including a smoke run of the
 # pretrain, finetune and evaluate stages on a tiny made-up cohort. CI runs the full `make test`.

@@ -5,8 +5,9 @@ entry: exactly on the reference platform, within the measured seed tolerance els
 (``stages.checks.reproduce``; the assertion message names the mode and why). Then the worked
 example of ``docs/comparing.md`` runs on that copy, command for command.
 
-This is the slow part of ``make test``: it trains all three models from scratch, as ``make repro``
-does on a fresh clone.
+It trains all three models from scratch, as ``make repro`` does on a fresh clone, so it is its own
+tier: ``make check-reproduction`` runs it (``make test`` leaves it out to stay within 10 minutes) and
+``.ci/run`` runs both.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from stages.checks.reported import Paths, check, write_readme
 from stages.checks.reproduce import clean_copy, compare_tree, dvc, mode, repro_as_make_does, run, tolerances_for
 from tests.local_s3 import assert_arrived, round_trip, s3_server
 
-# Slow tier: the whole pipeline from a clean copy (about 10 minutes).
-pytestmark = pytest.mark.slow
+# The whole pipeline from a clean copy (about 10 minutes): make check-reproduction.
+pytestmark = [pytest.mark.slow, pytest.mark.reproduction]
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "comparing.md"
