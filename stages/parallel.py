@@ -7,8 +7,8 @@ Why (ours): DVC runs one stage at a time, and every TensorFlow stage runs on one
 (:func:`stages.training.setup.make_deterministic`: one intra-op and one inter-op thread, so a run
 gives the same weights every time). On two cores a plain ``dvc repro`` leaves one core idle for
 most of its run, while the three models' chains (pretrain -> finetune -> evaluate, explain,
-export) do not depend on each other. Two of them at once run as fast as each alone and give the
-same bits (measured: README, "Running the pipeline faster").
+export) do not depend on each other. Two stages side by side each run slower than alone, but the
+whole pipeline finishes sooner, with the same bits (measured: README, "Running the pipeline faster").
 
 How: each stage runs as ``dvc --wait-for-lock repro --single-item STAGE``, so DVC itself decides
 whether it changed, runs it and records it in ``dvc.lock``, as a plain ``dvc repro`` would. While a
@@ -17,7 +17,11 @@ stage's command runs DVC holds only read locks on its dependencies and write loc
 has finished, so no two running stages share an output. Which stages to run: those ``dvc status``
 lists and everything downstream of them (a stage whose inputs are about to be rewritten may look
 unchanged now; DVC skips it if they come out the same). Among the stages ready to start, the one
-with the longest chain of stages after it goes first, so the long model chains start early.
+with the longest chain after it goes first, so the long model chains start early: the chain in
+seconds where ``metrics/bench_pipeline.json`` holds each stage's time alone (written by
+``benchmarks/pipeline_time.py`` on the reference machine; ResNet-50's chain is the longest, so its
+fine-tuning no longer waits for DenseNet-121's), else in stages. The times only order the starts:
+what each stage computes is the same in any order.
 After the last stage a plain ``dvc repro`` confirms nothing is left to do.
 
 Each stage's output is printed line by line behind its name; a failed stage stops new ones from
@@ -27,6 +31,7 @@ starting, the running ones finish, and the exit code is 1 with the failed stage 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -34,8 +39,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 DEFAULT_JOBS = 2  # the reference machine's cores; each TensorFlow stage uses one
+# Each stage's time when it runs alone (`serial` -> `stages`), measured by benchmarks/pipeline_time.py.
+STAGE_SECONDS = Path("metrics/bench_pipeline.json")
 
 
 @dataclass
@@ -50,13 +58,15 @@ class Pipeline:
                 after.setdefault(before, set()).add(stage)
         return after
 
-    def chain_lengths(self) -> dict[str, int]:
-        """Stages on the longest path from each stage to the end of the pipeline, itself included."""
+    def chain_lengths(self, seconds: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The longest path from each stage to the end of the pipeline, itself included: in stages,
+        or with ``seconds`` in the sum of the stages' times (:func:`stage_weights`)."""
         after, lengths = self.downstream(), {}
+        weight = stage_weights(self.upstream, seconds) if seconds else dict.fromkeys(self.upstream, 1)
 
-        def length(stage: str) -> int:
+        def length(stage: str) -> float:
             if stage not in lengths:
-                lengths[stage] = 1 + max((length(s) for s in after[stage]), default=0)
+                lengths[stage] = weight[stage] + max((length(s) for s in after[stage]), default=0)
             return lengths[stage]
 
         for stage in self.upstream:
@@ -74,6 +84,36 @@ class Pipeline:
     def closure_up(self, stages: set[str]) -> set[str]:
         """``stages`` and every stage they depend on."""
         return _reachable(stages, self.upstream)
+
+
+def stage_weights(stages, seconds: Mapping[str, float]) -> dict[str, float]:
+    """Each stage's time from ``seconds``; one without a time weighs the mean of the timed stages of
+    its kind (a new model's ``finetune@M`` as the other ``finetune@``), else 1 s."""
+    def kind(stage: str) -> str:
+        return stage.split("@", 1)[0]
+
+    weights = {}
+    for stage in stages:
+        if stage in seconds:
+            weights[stage] = float(seconds[stage])
+        else:
+            same = [float(t) for s, t in seconds.items() if kind(s) == kind(stage)]
+            weights[stage] = sum(same) / len(same) if same else 1.0
+    return weights
+
+
+def measured_seconds(root: Path) -> dict[str, float] | None:
+    """Each stage's time alone from ``STAGE_SECONDS`` under ``root``; None where there is none."""
+    path = root / STAGE_SECONDS
+    try:
+        stages = json.loads(path.read_text())["serial"]["stages"]
+        return {str(stage): float(t) for stage, t in stages.items()}
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        print(f"parallel: warning: {path}: no stage times ({type(err).__name__}: {err}); ordering by stage count",
+              file=sys.stderr)
+        return None
 
 
 def _reachable(stages: set[str], neighbours: dict[str, set[str]]) -> set[str]:
@@ -144,12 +184,14 @@ def stage_command(stage: str) -> list[str]:
     return [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
 
 
-def execute(pipeline: Pipeline, root: Path, jobs: int, command=stage_command, log=print) -> Outcome:
+def execute(pipeline: Pipeline, root: Path, jobs: int, command=stage_command, log=print,
+            seconds: Mapping[str, float] | None = None) -> Outcome:
     """Run every stage of ``pipeline``, ``jobs`` at a time, each once all its upstream stages
-    finished; stop starting new ones after a failure."""
+    finished, the longest chain first (in ``seconds`` where given); stop starting new ones after
+    a failure."""
     if jobs < 1:
         raise SystemExit(f"parallel: --jobs must be at least 1, got {jobs}")
-    priority = pipeline.chain_lengths()
+    priority = pipeline.chain_lengths(seconds)
     waiting = dict(pipeline.upstream)
     done: set[str] = set()
     running: dict[str, Running] = {}
@@ -213,8 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     if not todo.upstream:  # dvc status listed nothing: a plain dvc repro would run nothing either
         print("Data and pipelines are up to date.")
         return
-    print(f"parallel: {len(todo.upstream)} stage(s) to bring up to date, {args.jobs} at a time", flush=True)
-    outcome = execute(todo, root, args.jobs)
+    seconds = measured_seconds(root)
+    print(f"parallel: {len(todo.upstream)} stage(s) to bring up to date, {args.jobs} at a time, the longest chain "
+          f"first ({f'in seconds, {STAGE_SECONDS}' if seconds else 'in stages'})", flush=True)
+    outcome = execute(todo, root, args.jobs, seconds=seconds)
     if args.times:
         from stages.common.io import write_json  # pandas: not imported for a no-op (0.5 s here)
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from stages.checks.reproduce import run
-from stages.parallel import Pipeline, execute, plan
+from stages.parallel import STAGE_SECONDS, Pipeline, execute, measured_seconds, plan, stage_weights
 
 # a -> b -> d, a -> c -> d, e alone (the shape of this project's per-model chains)
 DIAMOND = Pipeline({"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}, "e": set()})
@@ -24,6 +24,38 @@ DIAMOND = Pipeline({"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}, "e": se
 
 def test_chain_lengths_count_the_stages_to_the_end():
     assert DIAMOND.chain_lengths() == {"a": 3, "b": 2, "c": 2, "d": 1, "e": 1}
+
+
+def test_chain_lengths_in_seconds_sum_the_stage_times_along_the_longest_path():
+    seconds = {"a": 1.0, "b": 5.0, "c": 2.0, "d": 1.5, "e": 10.0}
+    # by hand: d 1.5; b 5 + 1.5; c 2 + 1.5; a 1 + max(6.5, 3.5); e alone
+    assert DIAMOND.chain_lengths(seconds) == {"a": 7.5, "b": 6.5, "c": 3.5, "d": 1.5, "e": 10.0}
+
+
+def test_a_stage_without_a_time_weighs_the_mean_of_its_kind_else_one_second():
+    zoo = Pipeline({"train@x": set(), "train@y": set(), "train@new": set(), "report": set()})
+    assert stage_weights(zoo.upstream, {"train@x": 4.0, "train@y": 8.0}) == {
+        "train@x": 4.0, "train@y": 8.0, "train@new": 6.0, "report": 1.0}
+
+
+def test_stage_times_come_from_the_pipeline_benchmark(tmp_path):
+    assert measured_seconds(tmp_path) is None  # no benchmark yet: ordered by stage count
+    path = tmp_path / STAGE_SECONDS
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"serial": {"fresh_seconds": 9.0, "stages": {"a": 2.5, "b@m": 4}}}))
+    assert measured_seconds(tmp_path) == {"a": 2.5, "b@m": 4.0}
+    path.write_text(json.dumps({"serial": {"fresh_seconds": 9.0}}))
+    assert measured_seconds(tmp_path) is None
+
+
+def test_with_times_the_longest_chain_in_seconds_starts_first(tmp_path):
+    # one job: by stage count a (3 stages) would go first; e alone takes longer than a's whole chain
+    log = tmp_path / "log"
+    seconds = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 10.0}
+    outcome = execute(DIAMOND, tmp_path, 1, command=_logging_command(log, seconds=0.05), log=lambda _: None,
+                      seconds=seconds)
+    assert not outcome.failed
+    assert [s for kind, s in _events(log) if kind == "start"] == ["e", "a", "b", "c", "d"]
 
 
 def test_plan_takes_the_changed_stages_and_everything_after_them():
