@@ -54,7 +54,8 @@ check-reproduction: install
 	python -m pytest -rs --durations=10 -m reproduction
 
 # The fast tier (under 2 minutes here): every test not marked slow, including a smoke run of the
-# pretrain, finetune and evaluate stages on a tiny made-up cohort. CI runs the full `make test`.
+# pretrain, finetune and evaluate stages on a tiny made-up cohort. CI runs the full `make test`
+# and `make check-reproduction`.
 # --dist load (test by test) balances the two workers better than whole files here.
 test-fast: install
 	python -m pytest -n 2 --dist load -rs -m "not slow"

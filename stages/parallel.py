@@ -92,14 +92,12 @@ def stage_weights(stages, seconds: Mapping[str, float]) -> dict[str, float]:
     def kind(stage: str) -> str:
         return stage.split("@", 1)[0]
 
-    weights = {}
-    for stage in stages:
-        if stage in seconds:
-            weights[stage] = float(seconds[stage])
-        else:
-            same = [float(t) for s, t in seconds.items() if kind(s) == kind(stage)]
-            weights[stage] = sum(same) / len(same) if same else 1.0
-    return weights
+    by_kind: dict[str, list[float]] = {}
+    for stage, time_alone in seconds.items():
+        by_kind.setdefault(kind(stage), []).append(float(time_alone))
+    kind_mean = {name: sum(times) / len(times) for name, times in by_kind.items()}
+    return {stage: float(seconds[stage]) if stage in seconds else kind_mean.get(kind(stage), 1.0)
+            for stage in stages}
 
 
 def measured_seconds(root: Path) -> dict[str, float] | None:

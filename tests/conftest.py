@@ -20,7 +20,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def pytest_collection_modifyitems(session, config, items):
     # Longest first: the files with tests marked slow (the clean reproduction, about 10 minutes, is
     # the longest of all) start before the many short ones, which then fill both workers at the end.
-    items.sort(key=lambda item: (item.path.name != "test_reproduce.py", item.get_closest_marker("slow") is None))
+    items.sort(key=lambda item: (item.get_closest_marker("reproduction") is None,
+                                 item.get_closest_marker("slow") is None))
 
 
 def cr_dataset(pixels: np.ndarray, bits_stored: int = 12, photometric: str = "MONOCHROME2",

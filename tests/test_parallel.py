@@ -22,6 +22,20 @@ from stages.parallel import STAGE_SECONDS, Pipeline, execute, measured_seconds, 
 DIAMOND = Pipeline({"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}, "e": set()})
 
 
+def _logging_command(log: Path, fail: str | None = None, seconds: float = 0.3):
+    """A stage command that appends 'start X' and 'end X' to ``log`` (``fail`` exits 3)."""
+    def command(stage: str) -> list[str]:
+        code = 3 if stage == fail else 0
+        script = (f"import time,sys; open({str(log)!r},'a').write('start {stage}\\n'); time.sleep({seconds}); "
+                  f"open({str(log)!r},'a').write('end {stage}\\n'); print('working on {stage}'); sys.exit({code})")
+        return [sys.executable, "-c", script]
+    return command
+
+
+def _events(log: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split()) for line in log.read_text().splitlines()]
+
+
 def test_chain_lengths_count_the_stages_to_the_end():
     assert DIAMOND.chain_lengths() == {"a": 3, "b": 2, "c": 2, "d": 1, "e": 1}
 
@@ -74,20 +88,6 @@ def test_plan_with_targets_keeps_only_what_they_need():
     zoo = Pipeline({"data": set(), "train@x": {"data"}, "train@y": {"data"}, "trainer": {"data"}})
     assert set(plan(zoo, {"data"}, ["train"]).upstream) == {"data", "train@x", "train@y"}
     assert set(plan(zoo, {"data"}, ["train@y"]).upstream) == {"data", "train@y"}
-
-
-def _logging_command(log: Path, fail: str | None = None, seconds: float = 0.3):
-    """A stage command that appends 'start X' and 'end X' to ``log`` (``fail`` exits 3)."""
-    def command(stage: str) -> list[str]:
-        code = 3 if stage == fail else 0
-        script = (f"import time,sys; open({str(log)!r},'a').write('start {stage}\\n'); time.sleep({seconds}); "
-                  f"open({str(log)!r},'a').write('end {stage}\\n'); print('working on {stage}'); sys.exit({code})")
-        return [sys.executable, "-c", script]
-    return command
-
-
-def _events(log: Path) -> list[tuple[str, str]]:
-    return [tuple(line.split()) for line in log.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 3])
