@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from PIL import Image
 
 from stages import schema
 from stages.common.io import write_bytes, write_csv
+from stages.common.pool import default_workers, ordered_map
 from stages.common.manifest import write_manifest
 from stages.common.progress import progress
 from stages.common.params import load_params
@@ -88,11 +87,7 @@ def _decode_raster(task: tuple[Path, tuple]) -> tuple[bytes | None, dict | None,
 
 def _map(function, tasks: list, workers: int, description: str) -> list:
     """Ordered parallel map with a progress bar (order keeps the outputs deterministic)."""
-    if workers <= 1 or len(tasks) < 8:
-        return [function(t) for t in progress(tasks, desc=description, unit="img")]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(function, tasks, chunksize=8)
-        return list(progress(results, total=len(tasks), desc=description, unit="img"))
+    return list(progress(ordered_map(function, tasks, workers), total=len(tasks), desc=description, unit="img"))
 
 
 def _headers(files: list[Path], raw: Path) -> tuple[list[dict], list[dict]]:
@@ -225,7 +220,7 @@ def run(raw: Path, images: Path, tables: Path, params: dict, workers: int | None
     if unknown:
         raise SystemExit(f"ingest: ingest.views {unknown} not among {list(schema.VIEWS)} "
                          f"(the task takes one frontal radiograph; laterals are always left out)")
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    workers = workers if workers is not None else default_workers()
     images.mkdir(parents=True, exist_ok=True)
     severity, rejects_s, n_s = ingest_severity(raw, images, prep, workers, source, views)
     pretrain, rejects_p, n_p = ingest_pretrain(raw, images, prep, workers, source)

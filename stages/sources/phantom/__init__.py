@@ -54,12 +54,13 @@ def _check_config(cfg: dict) -> None:
             raise ValueError(f"synthetic.{key} must be >= 0, got {cfg[key]}")
 
 
-def generate(out_dir: Path, cfg: dict) -> dict:
+def generate(out_dir: Path, cfg: dict, workers: int | None = None) -> dict:
     """Write the synthetic cohort in the raw layout of :mod:`stages.schema` under ``out_dir``.
 
     ``cfg`` is the ``synthetic:`` section of params.yaml. ``out_dir`` must be absent or empty
     (a stale file would silently join the cohort). Returns the counts also stored in
-    ``SOURCE.json``. The output is byte-identical for identical ``cfg``.
+    ``SOURCE.json``. The output is byte-identical for identical ``cfg``, whatever the number of
+    ``workers`` (processes rendering the images; default :func:`stages.common.pool.default_workers`).
     """
     _check_config(cfg)
     n_severity = _planned_image_count(cfg) - int(cfg["n_pretrain"])
@@ -72,8 +73,8 @@ def generate(out_dir: Path, cfg: dict) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     planned_total = _planned_image_count(cfg)
     with progress_bar(None, total=planned_total, desc="phantom", unit="img", leave=False) as progress:
-        counts = generate_ricord(cfg, out_dir, progress)
-        counts.update(generate_pretrain(cfg, out_dir, progress, plant_leaks(cfg, out_dir)))
+        counts = generate_ricord(cfg, out_dir, progress, workers)
+        counts.update(generate_pretrain(cfg, out_dir, progress, plant_leaks(cfg, out_dir), workers))
     manifest = {"source": "synthetic", "generator": "stages.sources.phantom", "config": cfg,
                 "counts": counts}
     write_json(out_dir / schema.SOURCE_MANIFEST, manifest)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from stages import schema
 from stages.common.io import write_bytes, write_csv
+from stages.common.pool import ordered_map
 from stages.sources.covidx import write_covidx_list
 from stages.sources.phantom.ids import (
     STREAM_PRETRAIN,
@@ -182,14 +183,20 @@ def _encode_pretrain_image(seed: int, planned: PretrainImage) -> bytes:
     return buffer.getvalue()
 
 
+def _encode_pretrain_task(task: tuple[int, PretrainImage]) -> bytes:
+    return _encode_pretrain_image(*task)
+
+
 def generate_pretrain(cfg: dict, out_dir: Path, progress: tqdm,
-                      leaks: list[dict[str, Any]] = ()) -> dict[str, int]:
+                      leaks: list[dict[str, Any]] = (), workers: int | None = None) -> dict[str, int]:
     """Write the COVIDx-like images, the train/test lists (with the planted ``leaks``, already
-    written by :func:`stages.sources.phantom.leaks.plant_leaks`) and the truth."""
+    written by :func:`stages.sources.phantom.leaks.plant_leaks`) and the truth. The images are
+    rendered by ``workers`` processes and written in order (as in ``generate_ricord``)."""
     seed = int(cfg["seed"])
     planned = _plan_pretrain(cfg)
-    for image in planned:
-        write_bytes(out_dir / schema.COVIDX_IMAGES_DIR / image.filename, _encode_pretrain_image(seed, image))
+    tasks = [(seed, image) for image in planned]
+    for image, data in zip(planned, ordered_map(_encode_pretrain_task, tasks, workers)):
+        write_bytes(out_dir / schema.COVIDX_IMAGES_DIR / image.filename, data)
         progress.update(1)
     for list_name, relative in schema.COVIDX_LISTS.items():
         rows = [{"patient_id": image.patient_id, "filename": image.filename, "label": image.label,

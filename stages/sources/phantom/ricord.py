@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from stages import schema
 from stages.common.io import write_bytes, write_csv
+from stages.common.pool import ordered_map
 from stages.sources.phantom.anatomy import Anatomy, sample_acquisition, sample_anatomy
 from stages.sources.phantom.crop_boxes import image_ids, plan_boxes, write_boxes
 from stages.sources.phantom.dicom import dicom_bytes, stored_pixels
@@ -213,6 +214,10 @@ def _encode_ricord_image(seed: int, patient: RicordPatient, study: RicordStudy,
     return dicom_bytes(seed, patient, study, image, pixels, low, high)
 
 
+def _encode_ricord_task(task: tuple) -> bytes:
+    return _encode_ricord_image(*task)
+
+
 def _corrupt_files(cfg: dict, patients: list[RicordPatient], studies: list[RicordStudy],
                    out_dir: Path) -> tuple[list[dict[str, str]], list[RicordImage]]:
     """Plant unreadable .dcm files among the real ones: alternately not-DICOM and truncated.
@@ -251,31 +256,34 @@ def _corrupt_files(cfg: dict, patients: list[RicordPatient], studies: list[Ricor
     return planted, ghosts
 
 
-def generate_ricord(cfg: dict, out_dir: Path, progress: tqdm) -> dict[str, int]:
-    """Write the RICORD-like DICOMs, the MD.ai export, corrupt files and their truth tables."""
+def generate_ricord(cfg: dict, out_dir: Path, progress: tqdm, workers: int | None = None) -> dict[str, int]:
+    """Write the RICORD-like DICOMs, the MD.ai export, corrupt files and their truth tables.
+
+    The images are rendered by ``workers`` processes (:func:`stages.common.pool.ordered_map`: each
+    image has its own seeded generators, so the bytes do not depend on the count) and written in order.
+    """
     seed = int(cfg["seed"])
     patients, studies = plan_ricord(cfg)
     truth_rows = []
-    for study in studies:
-        for image in study.images:
-            data = _encode_ricord_image(seed, patients[study.patient_index], study, image)
-            write_bytes(out_dir / image.raw_path, data)
-            truth_rows.append({
-                "patient_id": image.patient_id,
-                "study_uid": image.study_uid,
-                "series_uid": image.series_uid,
-                "sop_uid": image.sop_uid,
-                "raw_path": image.raw_path,
-                "n_zones": image.n_zones,
-                "opacity_zones": ";".join(str(zone) for zone in image.zones),
-                "modality": image.modality,
-                "view": image.view,
-                "photometric": image.photometric,
-                "bits_stored": image.bits_stored,
-                "rows": image.rows,
-                "columns": image.columns,
-            })
-            progress.update(1)
+    tasks = [(seed, patients[study.patient_index], study, image) for study in studies for image in study.images]
+    for (_, _, study, image), data in zip(tasks, ordered_map(_encode_ricord_task, tasks, workers)):
+        write_bytes(out_dir / image.raw_path, data)
+        truth_rows.append({
+            "patient_id": image.patient_id,
+            "study_uid": image.study_uid,
+            "series_uid": image.series_uid,
+            "sop_uid": image.sop_uid,
+            "raw_path": image.raw_path,
+            "n_zones": image.n_zones,
+            "opacity_zones": ";".join(str(zone) for zone in image.zones),
+            "modality": image.modality,
+            "view": image.view,
+            "photometric": image.photometric,
+            "bits_stored": image.bits_stored,
+            "rows": image.rows,
+            "columns": image.columns,
+        })
+        progress.update(1)
     planted = reader_labels(cfg, studies)
     write_mdai_export(out_dir / schema.RICORD_ANNOTATIONS, cfg, studies, planted)
     truth_dir = out_dir / schema.SYNTHETIC_TRUTH_DIR
