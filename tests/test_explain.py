@@ -67,6 +67,18 @@ def test_explain_scores_heatmaps_against_the_planted_zones(workspace):
             assert entry[score]["difference"]["mean"] == pytest.approx(
                 entry[score]["gradcam"]["mean"] - entry[score]["random"]["mean"], abs=2e-6)
     assert written["localisation"]["all"]["images"] == 8
+    # Sanity checks: the margin is the explained score, the disease effect its fall without the opacities.
+    assert np.allclose(table.disease_effect, table.margin - table.healthy_margin, atol=2e-6)
+    assert table.randomised_rank_correlation.dropna().between(-1, 1).all()
+    checks = written["sanity_checks"]
+    for group in ("all", "Level 1", "Level 2"):
+        effect = checks["disease_effect"]["margin_drop"][group]
+        rows = table if group == "all" else table[table.level == group]
+        assert effect["mean"] == pytest.approx(rows.disease_effect.mean(), abs=2e-6)
+        assert effect["low"] <= effect["mean"] <= effect["high"] and effect["images"] == len(rows)
+        correlation = checks["randomised_weights"]["rank_correlation"][group]
+        assert correlation["images"] == rows.randomised_rank_correlation.notna().sum()
+    assert written["sanity_checks"] == json.loads(json.dumps(explain.sanity_checks(table, params)))
     assert (root / "a/figures/gradcam.png").stat().st_size > 0
     # Deterministic: a second run writes the same bytes.
     explain.run(params, "covidnet_cxr_s", _paths(root, "b"))
@@ -78,6 +90,9 @@ def test_real_data_is_drawn_but_not_scored(workspace):
     root, params = workspace
     metrics = explain.run({**params, "data": {"source": "ricord"}}, "covidnet_cxr_s", _paths(root, "c"))
     assert metrics["localisation"] is None and "no planted truth" in metrics["reason"]
+    # No truth, no disease effect; the weight-randomisation check needs none.
+    assert set(metrics["sanity_checks"]) == {"randomised_weights"}
+    assert "disease_effect" not in pd.read_csv(root / "c/explain_images.csv")
     assert (root / "c/figures/gradcam.png").is_file()
     assert "mass_inside" not in pd.read_csv(root / "c/explain_images.csv").columns
 

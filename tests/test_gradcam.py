@@ -43,6 +43,16 @@ def test_gradcam_equals_the_hand_derived_gradient():
     np.testing.assert_allclose(probabilities, model(x).numpy(), rtol=1e-5)
 
 
+def test_margins_are_the_hand_computed_logit_differences():
+    model = _tiny_model()
+    x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)
+    wc, bc, w1, b1, w2, b2 = [w.astype(np.float64) for w in model.get_weights()]
+    hidden = np.maximum(np.maximum(x @ wc + bc, 0).mean(axis=(1, 2)) @ w1 + b1, 0)
+    logits = hidden @ w2 + b2
+    np.testing.assert_allclose(GradCam(model, "features", "severity").margins(x), logits[:, 1] - logits[:, 0],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_gradcam_names_a_missing_layer():
     with pytest.raises(SystemExit, match="no layer 'stage9'"):
         GradCam(_tiny_model(), "stage9", "severity")
@@ -177,3 +187,37 @@ def test_other_params_than_the_files_were_drawn_with_are_refused(phantom_raw):
     wrong.seed += 1  # as if another seed had drawn the files
     with pytest.raises(TruthMismatch, match="cannot be derived"):
         wrong.zones_mask(first, "any")
+
+
+def test_counterfactual_with_the_own_zones_is_the_stored_image_and_without_them_only_the_zones_change(phantom_raw):
+    """Oracle for the own zones: ingest's own decoding of the file on disk (stages.model_input.prepare).
+    Without the zones: darker inside them (the opacity is light), the same (within the soft masks' 1/255
+    tails) where every zone mask is below 0.01."""
+    import pandas as pd
+
+    from stages import schema
+    from stages.explanation.truth import PhantomTruth, plan_by_path
+    from stages.model_input import Preprocessing, prepare
+    from stages.sources.covidnet_files import ricord_image_id
+
+    raw, config = phantom_raw
+    truth = PhantomTruth(raw, config, Preprocessing(64, 0.08, "center_crop"))
+    plan = plan_by_path(config)
+    table = pd.read_csv(raw / schema.SYNTHETIC_TRUTH_DIR / "ricord_images.csv", dtype=str)
+    checked = 0
+    for row in table.itertuples():
+        planned = plan[row.raw_path]
+        index = sorted(i.raw_path for i in planned.study.images).index(row.raw_path)
+        image_id = ricord_image_id(planned.image.patient_id, planned.image.study_uid, index)
+        _, stored = prepare(raw / row.raw_path, truth.settings, truth.boxes.get(image_id))
+        own = truth.stored_with_zones(row.raw_path, image_id, tuple(planned.study.zones))
+        assert own.dtype == stored.dtype and np.array_equal(own, stored), row.raw_path
+        if not planned.study.zones:
+            continue
+        healthy = truth.stored_with_zones(row.raw_path, image_id)
+        mask, _ = truth.zones_mask(row.raw_path, image_id)
+        change = healthy.astype(int) - stored.astype(int)
+        assert change[mask >= 0.5].mean() < -10, row.raw_path
+        assert np.abs(change[mask < 0.01]).max() <= 1, row.raw_path
+        checked += 1
+    assert checked > 3

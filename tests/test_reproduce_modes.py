@@ -99,6 +99,13 @@ def test_committed_explain_scores_are_what_the_per_image_table_gives_and_an_edit
     assert reproduce.explain_consistency(tmp_path) == [
         f"metrics/explain/covidnet_cxr_s/explain.json localisation [all.mass_inside.gradcam.mean]: "
         f"committed 0.9, reproduced {original}"]
+    data["localisation"]["all"]["mass_inside"]["gradcam"]["mean"] = original
+    effect = data["sanity_checks"]["disease_effect"]["margin_drop"]["Level 2"]
+    original_effect, effect["low"] = effect["low"], -1.0
+    path.write_text(json.dumps(data))
+    assert reproduce.explain_consistency(tmp_path) == [
+        f"metrics/explain/covidnet_cxr_s/explain.json sanity_checks [disease_effect.margin_drop.Level 2.low]: "
+        f"committed -1.0, reproduced {original_effect}"]
 
 
 def test_explain_and_export_metrics_are_held_to_the_training_tolerance():

@@ -249,20 +249,24 @@ def _model_output(name: str) -> bool:
 
 
 def explain_consistency(root: Path) -> list[str]:
-    """Each ``metrics/explain/<model>/explain.json`` localisation summary against the one recomputed
-    from the committed per-image table beside it (same bootstrap seed and settings, same bits)."""
+    """Each ``metrics/explain/<model>/explain.json`` localisation and sanity-check summary against the
+    one recomputed from the committed per-image table beside it (same bootstrap seed and settings,
+    same bits)."""
     from stages.common.params import load_params
-    from stages.explain import localisation
+    from stages.explain import localisation, sanity_checks
 
     problems = []
     for path in sorted((root / "metrics/explain").glob("*/explain.json")):
         committed = json.loads(path.read_text())
-        if committed.get("localisation") is None:
-            continue
         table = pd.read_csv(path.with_name("explain_images.csv"), dtype={"image_id": str, "patient_id": str})
-        recomputed = json.loads(json.dumps(localisation(table, load_params(root / "params.yaml"))))
-        problems += compare_values(path.relative_to(root).as_posix() + " localisation", committed["localisation"],
-                                   recomputed)
+        params = load_params(root / "params.yaml")
+        label = path.relative_to(root).as_posix()
+        if committed.get("localisation") is not None:
+            problems += compare_values(label + " localisation", committed["localisation"],
+                                       json.loads(json.dumps(localisation(table, params))))
+        if committed.get("sanity_checks") is not None:
+            problems += compare_values(label + " sanity_checks", committed["sanity_checks"],
+                                       json.loads(json.dumps(sanity_checks(table, params))))
     return problems
 
 

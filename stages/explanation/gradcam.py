@@ -52,6 +52,15 @@ class GradCam:
         return probabilities.numpy().astype(np.float64), cams.numpy().astype(np.float32)
 
 
+    def margins(self, images: np.ndarray) -> np.ndarray:
+        """The explained score ``z2 - z1`` of each image (N,), float64, without the tape."""
+        import tensorflow as tf
+
+        _, dense = self.probe(tf.convert_to_tensor(images, tf.float32), training=False)
+        score, _ = level2_logit_margin(dense, self.output_layer)
+        return score.numpy().astype(np.float64)
+
+
 def upsample(cam: np.ndarray, size: int) -> np.ndarray:
     """A CAM resized bilinearly to size x size (float32, still non-negative)."""
     return np.clip(resize_square(cam, size), 0.0, None)
