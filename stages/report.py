@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages import models as zoo
@@ -23,6 +23,7 @@ from stages.reference import PAPER_FILE
 from stages.reference import paper as _paper_as_printed
 from stages.reporting.charts import charts, paper_matrix_by_true_level
 from stages.reporting.comparison import comparison_lines
+from stages.reporting.explanations import explanation_lines
 from stages.reporting.formatting import NO_PAPER
 from stages.reporting.formatting import pct as _pct
 from stages.reporting.formatting import printed_pct as _printed_pct
@@ -307,6 +308,7 @@ class Results:
     consistency: dict | None
     comparisons: dict | None = None  # metrics/comparisons.json (stage compare)
     seeds: dict | None = None  # metrics/bench_seeds.json (benchmarks/seeds.py)
+    explanations: dict[str, dict] = field(default_factory=dict)  # metrics/explain/<model>/explain.json
 
     @property
     def data(self) -> str:
@@ -325,7 +327,9 @@ def load_results(metrics: Path, model_names) -> Results:
                    leakage=_load(metrics, "leakage.json", required=False),
                    consistency=_load(metrics, "paper_consistency.json", required=False),
                    comparisons=_load(metrics, "comparisons.json", required=False),
-                   seeds=_load(metrics, "bench_seeds.json", required=False))
+                   seeds=_load(metrics, "bench_seeds.json", required=False),
+                   explanations={model: explanation for model in models
+                                 if (explanation := _load(metrics, f"explain/{model}/explain.json", required=False))})
 
 
 def synthetic_warning(results: Results) -> list[str]:
@@ -357,6 +361,9 @@ def results_text(results: Results) -> str:
     lines += ["![confusion matrices](figures/confusion_matrix.png)", ""]
     lines += training_lines(results.metrics, results.finetunes, data)
     lines += ["![fine-tuning curves](figures/finetune_curves.png)", ""]
+    lines += explanation_lines(results.explanations, data)
+    if results.explanations:
+        lines += ["Heatmap figures: `reports/explain/<model>/gradcam.png` (stage `explain`).", ""]
     return "\n".join(lines)
 
 
@@ -382,6 +389,7 @@ def readme_text(results: Results) -> str:
             + ("n/a" if auc is None else f"{auc:.3f}") + " |")
     lines += [""] + comparison_lines({m: results.finetunes[m]["input_size"] for m in results.models},
                                      results.comparisons, results.seeds)
+    lines += explanation_lines(results.explanations, data, heading="####", groups=("all",))
     lines += [f"#### Cohort - {data}", "",
               f"{cohort['images']} images of {cohort['patients']} patients (Level 1: {cohort['level1']['images']}, "
               f"Level 2: {cohort['level2']['images']}); the paper's RICORD 1c cohort: {reference['images']} images "

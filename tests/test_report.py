@@ -288,3 +288,49 @@ def test_a_ranking_must_hold_under_every_benchmarked_seed():
     text = "\n".join(comparison_lines(sizes, comparisons, None))
     assert "higher than that of ResNet-50: the paired interval excludes zero (not checked over training seeds: " \
            "no seed benchmark)." in text
+
+
+def _explanation(source: str = "synthetic") -> dict:
+    def score(gradcam, random, difference, low, high):
+        return {"gradcam": {"mean": gradcam}, "random": {"mean": random},
+                "difference": {"mean": difference, "low": low, "high": high}, "above_random": low > 0}
+
+    def mean(value, low, high):
+        return {"mean": value, "low": low, "high": high}
+
+    explanation = {"data_source": source, "layer": "stage2_pepx4_out", "heatmap_grid": [4, 4], "images": 8,
+                   "sanity_checks": {"randomised_weights": {"rank_correlation": {
+                       "all": mean(-0.46, -0.56, -0.33), "Level 1": mean(0.1, -0.2, 0.3)}}}}
+    if source != "synthetic":
+        return {**explanation, "localisation": None, "reason": "data.source ricord has no planted truth"}
+    explanation["localisation"] = {
+        "all": {"images": 8, "mass_inside": score(0.232, 0.143, 0.089, 0.039, 0.142),
+                "pointing_hit": score(0.025, 0.063, -0.038, -0.067, 0.008)},
+        "Level 1": {"images": 4, "mass_inside": score(0.1, 0.05, 0.05, -0.01, 0.1),
+                    "pointing_hit": score(0.0, 0.03, -0.03, -0.05, 0.0)}}
+    explanation["sanity_checks"]["disease_effect"] = {"margin_drop": {
+        "all": mean(6.979003, 5.529788, 8.826167), "Level 1": mean(3.26, 2.39, 4.29)}}
+    return explanation
+
+
+def test_explanations_table_from_the_explain_metrics(metrics, tmp_path):
+    """By hand: each score as Grad-CAM vs random and the paired difference, bold only when its
+    interval is above zero; the sanity checks signed to 3 decimals; rows per level in the report."""
+    _write(metrics / "explain/covidnet_cxr_s/explain.json", _explanation())
+    text = render(metrics, tmp_path / "out", {"covidnet_cxr_s": {}, "resnet50": {}})
+    assert "## Explanations: Grad-CAM, checked - synthetic phantoms" in text
+    assert "not on patients" in text
+    assert ("| COVID-Net CXR-S | `stage2_pepx4_out` (4 x 4) | 8 | **0.232 vs 0.143: +0.089 (+0.039 to +0.142)** | "
+            "0.025 vs 0.063: -0.038 (-0.067 to +0.008) | +6.979 (+5.530 to +8.826) | -0.460 (-0.560 to -0.330) |"
+            ) in text
+    assert ("| COVID-Net CXR-S, Level 1 | `stage2_pepx4_out` (4 x 4) | 4 | 0.100 vs 0.050: +0.050 (-0.010 to +0.100) | "
+            "0.000 vs 0.030: -0.030 (-0.050 to +0.000) | +3.260 (+2.390 to +4.290) | +0.100 (-0.200 to +0.300) |") in text
+    assert "| ResNet-50 |" in text and "ResNet-50, Level 1" not in text  # no explain metrics: no row
+
+
+def test_explanations_on_real_data_show_only_the_randomisation_check(metrics, tmp_path):
+    from stages.reporting.explanations import explanation_lines
+
+    lines = explanation_lines({"covidnet_cxr_s": _explanation("ricord")}, "RICORD 1c")
+    assert "No planted truth" in lines[2] and "| COVID-Net CXR-S | `stage2_pepx4_out` | 8 | -0.460 (-0.560 to -0.330) |" in lines
+    assert explanation_lines({}, "RICORD 1c") == []
