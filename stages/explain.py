@@ -30,6 +30,7 @@ import pandas as pd
 
 from stages.common.cli import model_stage_arguments
 from stages.common.io import read_table, write_csv, write_json
+from stages.common.progress import progress
 from stages.tasks import LEVEL_NAMES, SEVERITY, level_targets
 
 RANDOMISED_WEIGHTS = ("Spearman rank correlation of each image's Grad-CAM map with the map of the same "
@@ -124,7 +125,8 @@ def healthy_inputs(truth, sample: pd.DataFrame, size: int) -> np.ndarray:
 
     with tempfile.TemporaryDirectory(prefix="healthy-") as folder:
         names = []
-        for index, image in enumerate(sample.itertuples()):
+        for index, image in enumerate(progress(list(sample.itertuples()), desc="explain: healthy redraws", unit="img",
+                                               leave=False)):
             names.append(f"{index:04d}.png")
             Image.fromarray(truth.stored_with_zones(image.raw_path, image.image_id)).save(Path(folder) / names[-1])
         batches = evaluation_dataset(Path(folder), names, np.zeros(len(names), dtype=int), len(names), image_size=size)
@@ -167,7 +169,8 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     healthy_margins = gradcam.margins(healthy_inputs(truth, sample, size)) if truth is not None else None
 
     rows, masks = [], []
-    for index, image in enumerate(sample.itertuples()):
+    for index, image in enumerate(progress(list(sample.itertuples()), desc=f"explain {model_name}: scoring", unit="img",
+                                           leave=False)):
         row = {"data_source": source, "image_id": image.image_id, "patient_id": image.patient_id,
                "level": LEVEL_NAMES[targets[index]], "probability_level2": round(float(probabilities[index, 1]), 6),
                # All zero after Grad-CAM's ReLU: no positive evidence for Level 2 at this layer (scores 0).

@@ -28,6 +28,7 @@ machine- and load-dependent, so they are measured by ``benchmarks/export_latency
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,16 +175,22 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     images = np.concatenate([batch.numpy() for batch, _ in dataset])
     keras_level2 = predict_proba(model, dataset)[:, 1]
 
+    def step(text: str) -> None:  # the stage takes up to a minute: say what it is doing
+        print(f"export: {model_name}: {text}", file=sys.stderr, flush=True)
+
+    step("folding the batch norms; writing the SavedModel and the LiteRT file")
     folded = fold_batch_norms(model)
     write_exports(folded, paths.saved_model, paths.tflite)
     layer = spec(model_name).gradcam_layer
+    step(f"writing the gradient-free Grad-CAM LiteRT file ({layer})")
     write_gradcam_litert(folded, layer, SEVERITY.head, size, paths.gradcam)
+    step(f"parity on the {len(images)} test images: SavedModel, LiteRT reference kernels, XNNPACK")
 
     saved = tf.saved_model.load(str(paths.saved_model))
     saved_level2 = np.concatenate([saved.serve(tf.constant(images[i:i + 64])).numpy()[:, 1]
                                    for i in range(0, len(images), 64)]).astype(np.float64)
-    reference_level2 = litert.Runner(paths.tflite, reference=True)(images)[:, 1]
-    xnnpack_level2 = litert.Runner(paths.tflite)(images)[:, 1]
+    reference_level2 = litert.Runner(paths.tflite, reference=True)(images, f"export {model_name}: reference kernels")[:, 1]
+    xnnpack_level2 = litert.Runner(paths.tflite)(images, f"export {model_name}: XNNPACK")[:, 1]
     parity, printed = {}, {}
     for name, level2, goal in (("saved_model", saved_level2, PARITY_GOALS["saved_model"]),
                                ("litert", reference_level2, PARITY_GOALS["litert"]),
@@ -198,7 +205,7 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     # The LiteRT Grad-CAM (central differences) against the tape's, relative to each map's maximum.
     sample = images[evenly_spaced(len(images), params["export"]["gradcam_images"])]
     _, tape_cams = GradCam(model, layer, SEVERITY.head)(sample)
-    _, litert_cams = litert.GradCamRunner(paths.gradcam)(sample)
+    _, litert_cams = litert.GradCamRunner(paths.gradcam)(sample, f"export {model_name}: LiteRT Grad-CAM")
     peaks = tape_cams.max(axis=(1, 2))
     shown = peaks > 0
     worst = float(np.max(np.abs(litert_cams - tape_cams)[shown].max(axis=(1, 2)) / peaks[shown])) if shown.any() else None

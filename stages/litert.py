@@ -33,6 +33,14 @@ def interpreter(path: Path, default_delegates: bool = True, threads: int = 1, re
     return loaded
 
 
+def _maybe_progress(images: np.ndarray, description: str | None):
+    if description is None:
+        return images
+    from stages.common.progress import progress
+
+    return progress(images, desc=description, unit="img", leave=False)
+
+
 class Runner:
     """(N, size, size, 3) float32 images in [0, 255] -> (N, 2) probabilities, one image per invocation
     (the exported file's input is one image)."""
@@ -41,9 +49,10 @@ class Runner:
         self.interpreter = interpreter(path, threads=threads, reference=reference)
         (self.source,), (self.target,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, description: str | None = None) -> np.ndarray:
+        """``description``: show a progress bar with it (the reference kernels take seconds an image)."""
         rows = []
-        for image in images:
+        for image in _maybe_progress(images, description):
             self.interpreter.set_tensor(self.source["index"], image[None].astype(np.float32))
             self.interpreter.invoke()
             rows.append(self.interpreter.get_tensor(self.target["index"])[0].astype(np.float64))
@@ -61,9 +70,9 @@ class GradCamRunner:
         self.probabilities = next(o["index"] for o in outputs if len(o["shape"]) == 2)
         self.cam = next(o["index"] for o in outputs if len(o["shape"]) == 3)
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, images: np.ndarray, description: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         probabilities, cams = [], []
-        for image in images:
+        for image in _maybe_progress(images, description):
             self.interpreter.set_tensor(self.source["index"], image[None].astype(np.float32))
             self.interpreter.invoke()
             probabilities.append(self.interpreter.get_tensor(self.probabilities)[0].astype(np.float64))
