@@ -134,12 +134,14 @@ def healthy_inputs(truth, sample: pd.DataFrame, size: int) -> np.ndarray:
 
 
 def run(params: dict, model_name: str, paths: Paths) -> dict:
+    import keras
+
     from stages.explanation.figures import gradcam_grid
     from stages.explanation.gradcam import GradCam, upsample
     from stages.explanation.localisation import random_scores, scores
+    from stages.explanation.sanity import rank_correlation
     from stages.explanation.truth import PhantomTruth, inside
     from stages.model_input import Preprocessing
-    from stages.explanation.sanity import rank_correlation
     from stages.models import build_model, load_model, model_params, spec
     from stages.training.data import evaluation_dataset
     from stages.training.setup import make_deterministic
@@ -158,8 +160,6 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     gradcam = GradCam(model, layer, SEVERITY.head)
     probabilities, cams = gradcam(inputs)
     margins = gradcam.margins(inputs)
-    import keras
-
     keras.utils.set_random_seed(seed)  # the same fresh weights whatever ran before
     untrained = build_model(architecture, n_classes=len(SEVERITY.class_names), head=SEVERITY.head)
     _, untrained_cams = GradCam(untrained, layer, SEVERITY.head)(inputs)
