@@ -81,19 +81,23 @@ def _groups(table: pd.DataFrame) -> dict[str, pd.Index]:
             {"all": table.index, **{name: table.index[table.level == name] for name in LEVEL_NAMES}}.items() if len(rows)}
 
 
+def _bootstrap(params: dict) -> dict:
+    """The patient bootstrap's settings: evaluate's resamples and level, seeded with train.seed."""
+    evaluate = params.get("evaluate") or {}
+    return {"resamples": int(evaluate.get("bootstrap_resamples", 1000)),
+            "level": float(evaluate.get("ci_level", 0.95)), "seed": int(params["train"]["seed"])}
+
+
 def localisation(table: pd.DataFrame, params: dict) -> dict:
     """Per group (all images, each level): the scores' summary from the per-image table
     (explain_images.csv), so the committed summary can be recomputed from the committed table."""
     from stages.explanation.localisation import SCORES, summarise
 
-    evaluate = params.get("evaluate") or {}
-    groups = _groups(table)
     return {group: {**summarise({name: table.loc[rows, name] for name in SCORES},
                                 {name: table.loc[rows, f"random_{name}"] for name in SCORES},
-                                table.loc[rows, "patient_id"], resamples=int(evaluate.get("bootstrap_resamples", 1000)),
-                                level=float(evaluate.get("ci_level", 0.95)), seed=int(params["train"]["seed"])),
+                                table.loc[rows, "patient_id"], **_bootstrap(params)),
                     "empty_heatmaps": int(table.loc[rows, "empty_heatmap"].sum())}
-            for group, rows in groups.items()}
+            for group, rows in _groups(table).items()}
 
 
 def sanity_checks(table: pd.DataFrame, params: dict) -> dict:
@@ -101,16 +105,15 @@ def sanity_checks(table: pd.DataFrame, params: dict) -> dict:
     the per-image table (explain_images.csv), so the committed summary can be recomputed from it."""
     from stages.explanation.sanity import summarise_mean
 
-    evaluate = params.get("evaluate") or {}
-    settings = {"resamples": int(evaluate.get("bootstrap_resamples", 1000)),
-                "level": float(evaluate.get("ci_level", 0.95)), "seed": int(params["train"]["seed"])}
-    checks = {"randomised_weights": {"what": RANDOMISED_WEIGHTS, "rank_correlation": {
-        group: summarise_mean(table.loc[rows, "randomised_rank_correlation"], table.loc[rows, "patient_id"], **settings)
-        for group, rows in _groups(table).items()}}}
+    groups, settings = _groups(table), _bootstrap(params)
+
+    def summary(column: str) -> dict:
+        return {group: summarise_mean(table.loc[rows, column], table.loc[rows, "patient_id"], **settings)
+                for group, rows in groups.items()}
+
+    checks = {"randomised_weights": {"what": RANDOMISED_WEIGHTS, "rank_correlation": summary("randomised_rank_correlation")}}
     if "disease_effect" in table:
-        checks["disease_effect"] = {"what": DISEASE_EFFECT, "margin_drop": {
-            group: summarise_mean(table.loc[rows, "disease_effect"], table.loc[rows, "patient_id"], **settings)
-            for group, rows in _groups(table).items()}}
+        checks["disease_effect"] = {"what": DISEASE_EFFECT, "margin_drop": summary("disease_effect")}
     return checks
 
 

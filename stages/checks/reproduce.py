@@ -255,11 +255,11 @@ def explain_consistency(root: Path) -> list[str]:
     from stages.common.params import load_params
     from stages.explain import localisation, sanity_checks
 
-    problems = []
-    for path in sorted((root / "metrics/explain").glob("*/explain.json")):
+    paths = sorted((root / "metrics/explain").glob("*/explain.json"))
+    problems, params = [], load_params(root / "params.yaml") if paths else {}
+    for path in paths:
         committed = json.loads(path.read_text())
         table = pd.read_csv(path.with_name("explain_images.csv"), dtype={"image_id": str, "patient_id": str})
-        params = load_params(root / "params.yaml")
         label = path.relative_to(root).as_posix()
         if committed.get("localisation") is not None:
             problems += compare_values(label + " localisation", committed["localisation"],

@@ -51,7 +51,6 @@ class GradCam:
         cams = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
         return probabilities.numpy().astype(np.float64), cams.numpy().astype(np.float32)
 
-
     def margins(self, images: np.ndarray) -> np.ndarray:
         """The explained score ``z2 - z1`` of each image (N,), float64, without the tape."""
         import tensorflow as tf
