@@ -1,6 +1,9 @@
 """Benchmark: how far every reported metric moves with the training seed, as a DVC experiment sweep.
 
     python benchmarks/seeds.py [--seeds 2023 2024 2025 2026] [--jobs 2]   # writes metrics/bench_seeds.json
+    python benchmarks/seeds.py --vary finetune.seed --out metrics/bench_seeds_finetune.json
+    python benchmarks/seeds.py --vary finetune.seed --set finetune.epochs=10 --seeds 2022 2023 2024 2025 2026 \
+        --out /tmp/finetune_10_epochs.json
 
 The committed run (``train.seed`` in params.yaml) is one sample; every other seed is queued as a
 DVC experiment (``dvc exp run --queue -S train.seed=N``) and the queue runs ``--jobs`` at a time
@@ -8,6 +11,14 @@ DVC experiment (``dvc exp run --queue -S train.seed=N``) and the queue runs ``--
 retrains every model of the zoo, so nothing but the seed differs. The experiments' metrics are
 read back with ``dvc exp show --json`` and summarised per model and metric (mean, sample SD, min,
 max, and the values by seed); the experiments are then removed (``--keep`` keeps them).
+
+``--vary finetune.seed`` changes fine-tuning's own seed instead (``finetune.seed``; the stage
+falls back to ``train.seed`` when it is null): the pretraining stages keep their parameters, so
+DVC restores the committed backbones from its run cache and only fine-tuning and what follows are
+retrained. Beside the whole-training sweep, this tells how much of the spread fine-tuning alone
+adds. ``--set KEY=VALUE`` (repeatable) changes a setting in every experiment, e.g. fewer epochs;
+the committed run is then not a sample of the sweep, so every listed seed, the committed one
+included, is run as an experiment.
 
 The spread is a fact about this training protocol on this data, not about a machine: the
 clean-reproduction check's tolerance mode (``stages/checks/reproduce.py``) allows
@@ -31,7 +42,8 @@ from stages.checks.reproduce import MODEL_METRICS, TOLERANCE_SDS, _flatten, tool
 from stages.common.io import write_json  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
 
-PREFIX = "seed-"
+VARIED = {"train.seed": "seed-", "finetune.seed": "finetune-seed-"}  # swept parameter -> experiment name prefix
+DEFAULT_OUT = Path("metrics/bench_seeds.json")  # the committed protocol's spread: the reproduction check's tolerances
 NO_WORKER_S = 120  # experiments still queued with no worker for this long: the workers died or never started
 # Per-image and per-epoch details move with training too, but are not reported metrics.
 SKIPPED = ("confidence_intervals", "confusion_matrix.rows", "confusion_matrix.columns", "final_train",
@@ -125,38 +137,72 @@ def summarise(by_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict
     return models
 
 
+def experiments(vary: str, seeds: list[int], settings: list[str]) -> dict[str, list[str]]:
+    """``{experiment name: its -S overrides}``: one experiment per seed, each with every setting."""
+    if vary not in VARIED:
+        raise SystemExit(f"seeds: --vary must be one of {sorted(VARIED)}, got {vary!r}")
+    for setting in settings:
+        key = setting.split("=", 1)[0]
+        if "=" not in setting or not key or key in VARIED:
+            raise SystemExit(f"seeds: --set takes KEY=VALUE for a parameter other than the seeds, got {setting!r}")
+    return {f"{VARIED[vary]}{seed}": [f"{vary}={seed}", *settings] for seed in seeds}
+
+
+def committed_sample(vary: str, settings: list[str], params: dict) -> int | None:
+    """The seed whose run the workspace already holds, or None when the sweep changes a setting."""
+    if settings:
+        return None
+    section, key = vary.split(".")
+    seed = params[section].get(key)
+    return int(params["train"]["seed"] if seed is None else seed)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2023, 2024, 2025, 2026],
-                        help="seeds besides the committed one (at least 4, for 5 samples)")
+                        help="seeds besides the committed one (at least 4, for 5 samples); with --set, every seed")
+    parser.add_argument("--vary", default="train.seed", choices=sorted(VARIED),
+                        help="the seed swept: train.seed (the whole training, default) or finetune.seed "
+                             "(fine-tuning alone, from the committed backbones)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every experiment (dvc exp run -S), repeatable")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (dvc queue start -j)")
     parser.add_argument("--keep", action="store_true", help="keep the experiments (dvc exp show lists them)")
-    parser.add_argument("--out", type=Path, default=Path("metrics/bench_seeds.json"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    if (args.vary != "train.seed" or args.settings) and args.out == DEFAULT_OUT:
+        raise SystemExit(f"seeds: {DEFAULT_OUT} holds the committed protocol's spread over train.seed (the "
+                         "reproduction check's tolerances); give this sweep another --out")
     params = load_params()
     models = sorted(params["models"])
-    committed_seed = int(params["train"]["seed"])
+    committed_seed = committed_sample(args.vary, args.settings, params)
     if committed_seed in args.seeds:
         raise SystemExit(f"seeds: {committed_seed} is the committed run's seed; list only other seeds")
     if "Data and pipelines are up to date" not in dvc("status"):
-        raise SystemExit("seeds: run `dvc repro` first: the committed run is the sweep's first sample")
-    runs = {int(name[len(PREFIX):]): metrics for name, metrics in
-            run_sweep({f"{PREFIX}{seed}": [f"train.seed={seed}"] for seed in args.seeds}, args.jobs).items()}
+        raise SystemExit("seeds: run `dvc repro` first: the committed run is the sweep's first sample, and "
+                         "its stages are what the experiments restore from the run cache")
+    queued = experiments(args.vary, args.seeds, args.settings)
+    prefix = VARIED[args.vary]
+    runs = {int(name[len(prefix):]): metrics for name, metrics in run_sweep(queued, args.jobs).items()}
     missing = sorted(set(args.seeds) - set(runs))
     if missing:
         raise SystemExit(f"seeds: no metrics for seed(s) {missing}")
-    by_seed = {committed_seed: reported_values(workspace_metrics(models), models)}
+    by_seed = {} if committed_seed is None else {committed_seed: reported_values(workspace_metrics(models), models)}
     by_seed.update({seed: reported_values(metrics, models) for seed, metrics in runs.items()})
+    whole = args.vary == "train.seed"
     write_json(args.out, {
-        "what": "spread of every reported model metric over training seeds (train.seed), embedded default; "
-                "the data, split and code are fixed",
+        "what": f"spread of every reported model metric over {'training' if whole else 'fine-tuning'} seeds "
+                f"({args.vary}), embedded default" + ("" if whole else " with the committed pretrained backbones")
+                + (f", with {', '.join(args.settings)}" if args.settings else "")
+                + "; the data, split and code are fixed",
         "data_source": params["data"]["source"],
+        "varied": args.vary, "settings": args.settings,
         "seeds": sorted(by_seed), "committed_seed": committed_seed,
         "tolerance_sds": TOLERANCE_SDS,
         "models": summarise(by_seed),
     })
     if not args.keep:
-        dvc("exp", "remove", *[f"{PREFIX}{seed}" for seed in args.seeds])
+        dvc("exp", "remove", *queued)
     print(f"seeds: {len(by_seed)} seeds -> {args.out}")
 
 

@@ -41,6 +41,14 @@ class Paths:
                    live or Path("metrics", "models", model, "finetune_curves"))
 
 
+def finetune_seed(params: dict) -> int:
+    """``finetune.seed``, or ``train.seed`` when it is null or absent (ours): a seed of its own lets
+    a sweep retrain the fine-tuning alone on the same pretrained backbones, which tells the spread
+    that fine-tuning adds from the spread of the whole training (``benchmarks/seeds.py --vary``)."""
+    seed = (params.get("finetune") or {}).get("seed")
+    return int(params["train"]["seed"] if seed is None else seed)
+
+
 def run(params: dict, model_name: str, paths: Paths) -> dict:
     """Fine-tune ``model_name`` from its pretrained backbone; write weights, curves and metrics."""
     from dvclive import Live
@@ -53,7 +61,7 @@ def run(params: dict, model_name: str, paths: Paths) -> dict:
     from stages.training.setup import get_strategy, make_deterministic
 
     cfg, architecture = params["finetune"], model_params(params, model_name)
-    seed = int(params["train"]["seed"])
+    seed = finetune_seed(params)
     make_deterministic(seed)
     table = read_table(paths.tables / "split.csv")
     train, val = table[table.split == "train"], table[table.split == "val"]

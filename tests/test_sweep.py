@@ -96,3 +96,38 @@ def test_a_queued_sweep_of_two_experiments_runs_two_at_a_time(tiny_project, monk
     assert json.loads(_dvc(project, "params", "diff", "main", "sweep-a", "--json")) == {
         "params.yaml": {"train.seed": {"old": 0, "new": 3, "diff": 3},
                         "train.scale": {"old": 1.0, "new": 0.5, "diff": -0.5}}}
+
+
+def test_experiments_sweep_the_chosen_seed_with_every_setting():
+    assert seeds.experiments("train.seed", [2023, 2024], []) == {
+        "seed-2023": ["train.seed=2023"], "seed-2024": ["train.seed=2024"]}
+    assert seeds.experiments("finetune.seed", [7], ["finetune.epochs=10", "finetune.batch_size=8"]) == {
+        "finetune-seed-7": ["finetune.seed=7", "finetune.epochs=10", "finetune.batch_size=8"]}
+    for bad in (["finetune.epochs"], ["=10"], ["train.seed=3"], ["finetune.seed=3"]):
+        with pytest.raises(SystemExit, match="--set takes KEY=VALUE"):
+            seeds.experiments("finetune.seed", [1], bad)
+    with pytest.raises(SystemExit, match="--vary must be one of"):
+        seeds.experiments("pretrain.seed", [1], [])
+
+
+def test_the_committed_run_is_a_sample_only_of_its_own_settings():
+    params = {"train": {"seed": 2022}, "finetune": {"seed": None}}
+    assert seeds.committed_sample("train.seed", [], params) == 2022
+    assert seeds.committed_sample("finetune.seed", [], params) == 2022  # null: fine-tuning uses train.seed
+    assert seeds.committed_sample("finetune.seed", [], {"train": {"seed": 2022}, "finetune": {"seed": 5}}) == 5
+    assert seeds.committed_sample("finetune.seed", ["finetune.epochs=10"], params) is None
+
+
+def test_only_the_default_sweep_may_write_the_reproduction_checks_tolerances():
+    for argv in (["--vary", "finetune.seed"], ["--set", "finetune.epochs=10"]):
+        with pytest.raises(SystemExit, match="give this sweep another --out"):
+            seeds.main(argv)
+
+
+def test_finetune_seed_falls_back_to_the_training_seed():
+    from stages.finetune import finetune_seed
+
+    assert finetune_seed({"train": {"seed": 2022}, "finetune": {"seed": None}}) == 2022
+    assert finetune_seed({"train": {"seed": 2022}, "finetune": {}}) == 2022
+    assert finetune_seed({"train": {"seed": 2022}, "finetune": {"seed": 7}}) == 7
+    assert finetune_seed({"train": {"seed": 2022}, "finetune": {"seed": 0}}) == 0  # 0 is a seed, not "unset"
