@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.checks.reproduce import MODEL_METRICS, TOLERANCE_SDS, _flatten, tool_env  # noqa: E402
 from stages.common.io import write_json  # noqa: E402
 from stages.common.params import load_params  # noqa: E402
+from stages.finetune import finetune_seed  # noqa: E402
 
 VARIED = {"train.seed": "seed-", "finetune.seed": "finetune-seed-"}  # swept parameter -> experiment name prefix
 DEFAULT_OUT = Path("metrics/bench_seeds.json")  # the committed protocol's spread: the reproduction check's tolerances
@@ -152,9 +153,7 @@ def committed_sample(vary: str, settings: list[str], params: dict) -> int | None
     """The seed whose run the workspace already holds, or None when the sweep changes a setting."""
     if settings:
         return None
-    section, key = vary.split(".")
-    seed = params[section].get(key)
-    return int(params["train"]["seed"] if seed is None else seed)
+    return finetune_seed(params) if vary == "finetune.seed" else int(params["train"]["seed"])
 
 
 def main(argv: list[str] | None = None) -> None:
